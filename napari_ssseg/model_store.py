@@ -1,0 +1,174 @@
+"""A trained model on disk: weights in safetensors, settings in JSON.
+
+Layout of a model folder::
+
+    model.safetensors      U-Net weights
+    model.json             format version, training settings, classes, slice axis, run summary
+    annotations.safetensors  the annotated slices of each training volume, keyed by the
+                           volume's content hash, so predicting a training volume keeps the
+                           user's labels exactly there
+
+Folders are written atomically: a new model replaces the old one only once complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from napari_ssseg.annotation import AnnotatedVolume, slice_index
+from napari_ssseg.errors import InputError
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.training.config import TrainConfig
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+SETTINGS_FILE = "model.json"
+ANNOTATIONS_FILE = "annotations.safetensors"
+
+
+def volume_key(volume: Volume) -> str:
+    """Content hash of a volume's voxels and shape (16 hex digits)."""
+    digest = hashlib.sha256(np.ascontiguousarray(volume.data, dtype=np.float32).tobytes())
+    digest.update(str(volume.shape).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class KnownAnnotation:
+    """The annotated slices of one training volume: indices and their labels (N, H, W)."""
+
+    axis: int
+    slices: list[int]
+    labels: np.ndarray
+
+
+@dataclass
+class TrainedModel:
+    """Weights plus everything inference needs to use them."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: TrainConfig
+    class_names: list[str]
+    summary: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, KnownAnnotation] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def network(self) -> torch.nn.Module:
+        """A U-Net with these weights, in eval mode on the CPU."""
+        net = build_unet(
+            self.config.in_channels, self.num_classes, self.config.channels, self.config.dropout
+        )
+        net.load_state_dict(self.state_dict)
+        return net.eval()
+
+    def remember(self, volume: AnnotatedVolume) -> None:
+        """Record a training volume's annotated slices."""
+        slices = volume.annotated_slices
+        if not slices:
+            return
+        labels = np.stack([volume.labels[slice_index(volume.axis, i)] for i in slices])
+        self.annotations[volume_key(volume.image)] = KnownAnnotation(volume.axis, slices, labels)
+
+    def annotation_for(self, image: Volume) -> AnnotatedVolume | None:
+        """The stored annotation of ``image`` if it was a training volume, else None."""
+        known = self.annotations.get(volume_key(image))
+        if known is None:
+            return None
+        labels = np.zeros(image.shape, np.int16)
+        for i, plane in zip(known.slices, known.labels, strict=True):
+            labels[slice_index(known.axis, i)] = plane
+        return AnnotatedVolume.from_labels(image, labels, known.axis, known.slices)
+
+
+def save_model(model: TrainedModel, folder: str | Path) -> Path:
+    """Write ``model`` to ``folder`` atomically (the previous model stays until done)."""
+    folder = Path(folder)
+    parent = folder.parent
+    if not parent.is_dir():
+        raise InputError(f"{parent}: the folder for the model does not exist")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    except OSError as error:
+        raise InputError(f"{parent}: cannot write the model there ({error.strerror})") from error
+    try:
+        save_file({k: v.contiguous() for k, v in model.state_dict.items()}, staging / WEIGHTS_FILE)
+        tensors: dict[str, torch.Tensor] = {}
+        index: dict[str, dict[str, int]] = {}
+        for key, known in model.annotations.items():
+            tensors[f"{key}.slices"] = torch.tensor(known.slices, dtype=torch.int64)
+            tensors[f"{key}.labels"] = torch.from_numpy(known.labels.astype(np.int16))
+            index[key] = {"axis": known.axis}
+        if tensors:
+            save_file(tensors, staging / ANNOTATIONS_FILE)
+        settings = {
+            "format_version": FORMAT_VERSION,
+            "architecture": "monai.UNet-2d",
+            "config": model.config.to_dict(),
+            "class_names": model.class_names,
+            "summary": model.summary,
+            "annotations": index,
+        }
+        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        old = None
+        if folder.exists():
+            old = parent / f".{folder.name}.old-{os.getpid()}"
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_model(folder: str | Path) -> TrainedModel:
+    """Read a model folder written by :func:`save_model` (no pickle involved)."""
+    folder = Path(folder)
+    settings_path, weights_path = folder / SETTINGS_FILE, folder / WEIGHTS_FILE
+    if not settings_path.is_file() or not weights_path.is_file():
+        raise InputError(f"{folder}: not a napari-ssseg model folder (needs {SETTINGS_FILE} and {WEIGHTS_FILE})")
+    try:
+        settings = json.loads(settings_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{settings_path}: not valid JSON ({error})") from error
+    if settings.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{settings_path}: model format {settings.get('format_version')!r} is not supported "
+            f"(expected {FORMAT_VERSION})"
+        )
+    config = TrainConfig.from_dict(settings["config"])
+    try:
+        state = load_file(weights_path)
+    except (SafetensorError, OSError) as error:
+        raise InputError(f"{weights_path}: unreadable weights ({error})") from error
+    model = TrainedModel(state, config, list(settings["class_names"]), settings.get("summary", {}))
+    expected = build_unet(config.in_channels, model.num_classes, config.channels).state_dict()
+    if set(expected) != set(state) or any(expected[k].shape != state[k].shape for k in expected):
+        raise InputError(f"{weights_path}: weights do not fit the architecture in {SETTINGS_FILE}")
+    index = settings.get("annotations", {})
+    if index:
+        tensors = load_file(folder / ANNOTATIONS_FILE)
+        for key, meta in index.items():
+            model.annotations[key] = KnownAnnotation(
+                int(meta["axis"]),
+                tensors[f"{key}.slices"].tolist(),
+                tensors[f"{key}.labels"].numpy(),
+            )
+    return model

@@ -1,0 +1,93 @@
+"""Training settings, serialisable to and from JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from napari_ssseg.data.intensity import MODALITIES, IntensityConfig
+from napari_ssseg.errors import SsSegError
+
+METHODS = ("unet", "ssl")
+"""``unet``: supervised on annotated slices only. ``ssl``: plus the uncertainty-aware
+mean teacher on every unannotated slice."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (with the data and the seed, its result).
+
+    ``max_iters`` and ``max_time`` both bound the run; whichever is reached first ends it.
+    Schedules (learning rate, ramp-up) follow the larger of the two progress fractions, so
+    a run stopped by ``max_time`` still completes its schedules. With ``max_time=None`` the
+    run is deterministic on the CPU for a given seed.
+    """
+
+    method: str = "ssl"
+    image_size: int = 128
+    context: int = 0
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    dropout: float = 0.1
+    max_iters: int = 3000
+    max_time: float | None = None
+    batch_size: int = 8
+    unlabelled_batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.99
+    consistency_weight: float = 1.0
+    rampup: float = 0.4
+    teacher_passes: int = 4
+    teacher_noise: float = 0.1
+    threshold_start: float = 0.75
+    threshold_end: float = 1.0
+    inference_passes: int = 8
+    seed: int = 0
+    device: str = "auto"
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.intensity, dict):
+            self.intensity = IntensityConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in self.intensity.items()}
+            )
+        self.channels = tuple(int(c) for c in self.channels)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`SsSegError` naming the first bad setting."""
+        if self.method not in METHODS:
+            raise SsSegError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        stride = 2 ** (len(self.channels) - 1)
+        if self.image_size < stride or self.image_size % stride:
+            raise SsSegError(f"image_size {self.image_size} must be a positive multiple of {stride}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SsSegError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.max_iters < 1:
+            raise SsSegError("max_iters must be at least 1")
+        if self.max_time is not None and self.max_time <= 0:
+            raise SsSegError(f"max_time must be positive, not {self.max_time}")
+        if self.context < 0:
+            raise SsSegError("context must be 0 or more")
+        if self.intensity.modality not in MODALITIES:
+            raise SsSegError(f"modality must be one of {', '.join(MODALITIES)}")
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.context + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from JSON values; unknown keys and wrong types are refused by name."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise SsSegError(f"unknown training setting(s): {', '.join(unknown)}")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as error:
+            raise SsSegError(f"bad training settings: {error}") from error

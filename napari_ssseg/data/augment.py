@@ -14,20 +14,21 @@ from monai.utils import convert_to_tensor
 
 
 def make_augmentation(seed: int) -> Compose:
-    """Rotation, scaling and translation plus intensity jitter; keys ``image`` and ``label``.
+    """Rotation, scaling and translation plus intensity jitter.
 
-    The spatial transform moves image and label together; ``label`` may be missing
-    (unlabelled samples).
+    Keys: ``image`` (C, S, S); optional ``label`` (1, S, S) resampled nearest and
+    ``target`` (K, S, S) soft maps resampled bilinearly. The spatial transform moves all
+    keys together; areas moved in from outside the slice are zero in every key.
     """
     transform = Compose(
         [
             RandAffined(
-                keys=["image", "label"],
+                keys=["image", "label", "target"],
                 prob=0.8,
                 rotate_range=0.3,
                 scale_range=(0.15, 0.15),
                 translate_range=(8, 8),
-                mode=("bilinear", "nearest"),
+                mode=("bilinear", "nearest", "bilinear"),
                 padding_mode="zeros",
                 allow_missing_keys=True,
             ),
@@ -41,16 +42,21 @@ def make_augmentation(seed: int) -> Compose:
 
 
 def augment_batch(
-    transform: Compose, images: torch.Tensor, labels: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Augment each sample of (B, C, S, S) images (and (B, 1, S, S) labels) independently."""
-    out_images, out_labels = [], []
+    transform: Compose, images: torch.Tensor, extra: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Augment each sample of (B, C, S, S) ``images`` independently.
+
+    ``extra`` maps ``label`` ((B, 1, S, S) int) and/or ``target`` ((B, K, S, S) float) to
+    tensors moved with the images; they come back under the same keys.
+    """
+    extra = extra or {}
+    out_images: list[torch.Tensor] = []
+    out_extra: dict[str, list[torch.Tensor]] = {key: [] for key in extra}
     for i in range(images.shape[0]):
-        sample = {"image": images[i]}
-        if labels is not None:
-            sample["label"] = labels[i].float()
+        sample = {"image": images[i]} | {key: value[i].float() for key, value in extra.items()}
         result = transform(sample)
         out_images.append(convert_to_tensor(result["image"], track_meta=False).float())
-        if labels is not None:
-            out_labels.append(convert_to_tensor(result["label"], track_meta=False).round().long())
-    return torch.stack(out_images), (torch.stack(out_labels) if labels is not None else None)
+        for key in extra:
+            value = convert_to_tensor(result[key], track_meta=False)
+            out_extra[key].append(value.round().long() if key == "label" else value.float())
+    return torch.stack(out_images), {key: torch.stack(v) for key, v in out_extra.items()}

@@ -2,10 +2,14 @@
 
 Every step trains the student on a batch of annotated slices (Dice + CE). With
 ``method="ssl"`` it also draws a batch of unannotated slices; an EMA teacher predicts them
-with MC dropout and input noise, and the student is pulled toward the teacher's
-probabilities on pixels whose normalised predictive entropy is below a threshold that
-rises from ``threshold_start`` to ``threshold_end``; the consistency weight ramps up
-sigmoidally.
+with MC dropout and input noise, and the student, seeing the same slices augmented, is
+pulled toward the teacher's probabilities (moved by the same augmentation) on pixels whose
+normalised predictive entropy is below a threshold that rises from ``threshold_start`` to
+``threshold_end``; the consistency weight ramps up sigmoidally.
+
+On the CPU the teacher's MC-dropout passes would cost more than the student's step, so the
+teacher predicts a cache of ``teacher_cache`` unannotated slices every ``teacher_refresh``
+steps and batches are drawn from that cache; the EMA teacher moves little in between.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.losses import gated_consistency_loss, supervised_loss
+from napari_ssseg.training.losses import (
+    gated_consistency_loss,
+    gated_pseudo_label_loss,
+    supervised_loss,
+)
 from napari_ssseg.training.schedules import poly_lr, sigmoid_rampup
 from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
@@ -60,6 +68,21 @@ class TrainResult:
     elapsed: float
     stopped_early: bool
     history: list[TrainProgress] = field(default_factory=list)
+
+
+def _teacher_targets(
+    teacher: torch.nn.Module, inputs: torch.Tensor, config: TrainConfig, device: torch.device
+) -> torch.Tensor:
+    """Teacher probabilities and confidence on un-augmented slices: (B, K + 1, S, S) on the CPU.
+
+    Channels 0..K-1 are the MC-dropout mean probabilities, channel K is 1 - normalised entropy.
+    """
+    chunks = []
+    for first in range(0, len(inputs), 16):
+        batch = inputs[first : first + 16].to(device)
+        probs = mc_dropout_probs(teacher, batch, config.teacher_passes, config.teacher_noise)
+        chunks.append(torch.cat([probs, 1.0 - normalised_entropy(probs)[:, None]], dim=1).cpu())
+    return torch.cat(chunks)
 
 
 def _draw(rng: np.random.Generator, refs: list[SliceRef], count: int) -> list[SliceRef]:
@@ -101,10 +124,15 @@ def train(
     dice_ce = supervised_loss()
     augment = make_augmentation(config.seed)
 
+    labelled_batch, unlabelled_batch = config.batch_split
+    if not use_teacher:
+        labelled_batch = config.batch_size
     history: list[TrainProgress] = []
     start = time.monotonic()
     iteration = 0
     stopped_early = False
+    cached: list[SliceRef] | None = None
+    refreshed = 0
     while iteration < config.max_iters:
         elapsed = time.monotonic() - start
         fraction = iteration / config.max_iters
@@ -118,29 +146,36 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(config.lr, fraction)
 
-        refs = _draw(rng, pool.labelled, config.batch_size)
-        images, labels = augment_batch(augment, pool.inputs(refs), pool.targets(refs))
-        images, labels = images.to(device), labels.to(device)
+        refs = _draw(rng, pool.labelled, labelled_batch)
+        images, extra = augment_batch(augment, pool.inputs(refs), {"label": pool.targets(refs)})
+        images, labels = images.to(device), extra["label"].to(device)
         losses: dict[str, torch.Tensor] = {}
-        if teacher is not None:
-            unlabelled, _ = augment_batch(
-                augment, pool.inputs(_draw(rng, pool.unlabelled, config.unlabelled_batch_size))
+        weight = 0.0
+        if teacher is not None and fraction >= config.ssl_start:
+            if cached is None or (iteration - refreshed) >= config.teacher_refresh:
+                refreshed = iteration
+                cached = _draw(rng, pool.unlabelled, config.teacher_cache)
+                targets = _teacher_targets(teacher.module, pool.inputs(cached), config, device)
+            picks = rng.choice(len(cached), size=unlabelled_batch)
+            unlabelled, moved = augment_batch(
+                augment, pool.inputs([cached[i] for i in picks]), {"target": targets[picks]}
             )
-            unlabelled = unlabelled.to(device)
+            unlabelled, moved_targets = unlabelled.to(device), moved["target"].to(device)
             logits = model(torch.cat([images, unlabelled]))
             logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
-            teacher_probs = mc_dropout_probs(
-                teacher.module, unlabelled, config.teacher_passes, config.teacher_noise
-            )
-            ramp = sigmoid_rampup(fraction, config.rampup)
+            ramp = sigmoid_rampup(fraction - config.ssl_start, config.rampup)
             threshold = config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
-            losses["consistency"] = gated_consistency_loss(
-                unlabelled_logits, teacher_probs, normalised_entropy(teacher_probs), threshold
+            # The last channel is the teacher's confidence 1 - u; areas the augmentation
+            # moved in from outside the slice have confidence 0 and so never count.
+            unlabelled_loss = (
+                gated_consistency_loss if config.consistency_loss == "mse" else gated_pseudo_label_loss
+            )
+            losses["consistency"] = unlabelled_loss(
+                unlabelled_logits, moved_targets[:, :-1], 1.0 - moved_targets[:, -1], threshold
             )
             weight = config.consistency_weight * ramp
         else:
             logits = model(images)
-            weight = 0.0
         losses["supervised"] = dice_ce(logits, labels)
         total = losses["supervised"] + weight * losses.get("consistency", 0.0)
 

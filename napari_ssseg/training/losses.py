@@ -31,3 +31,20 @@ def gated_consistency_loss(
     mask = (uncertainty < threshold).float()
     error = (torch.softmax(student_logits, dim=1) - teacher_probs.detach()).pow(2).sum(dim=1)
     return (error * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def gated_pseudo_label_loss(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    uncertainty: torch.Tensor,
+    threshold: float,
+) -> torch.Tensor:
+    """Cross-entropy against the teacher's argmax where the teacher is sure.
+
+    Args as :func:`gated_consistency_loss`. Returns the mean CE over counted pixels; 0 when
+    none counts.
+    """
+    mask = (uncertainty < threshold).float()
+    target = teacher_probs.detach().argmax(dim=1)
+    error = torch.nn.functional.cross_entropy(student_logits, target, reduction="none")
+    return (error * mask).sum() / mask.sum().clamp_min(1.0)

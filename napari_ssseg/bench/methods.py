@@ -1,0 +1,94 @@
+"""Segmentation methods the benchmark compares, behind one small interface.
+
+A method segments one volume of the sparse protocol from its revealed slices
+(:meth:`Method.segment_sparse`), and for the cases protocol learns from a project once
+(:meth:`Method.fit`) and then segments unseen volumes (:meth:`Method.segment`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from napari_ssseg.annotation import AnnotatedVolume, Project
+from napari_ssseg.baselines.interpolation import interpolate_between_slices
+from napari_ssseg.inference.predict import predict_volume
+from napari_ssseg.model_store import TrainedModel
+from napari_ssseg.pipeline import train_model
+from napari_ssseg.training.config import TrainConfig
+
+
+class Method:
+    """Base class: ``name`` plus the protocol hooks it supports."""
+
+    name = "method"
+    learns = False
+
+    def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
+        """(X, Y, Z) labels from the annotated slices of ``volume``."""
+        raise NotImplementedError
+
+    def fit(self, project: Project) -> None:
+        raise NotImplementedError(f"{self.name} does not support the cases protocol")
+
+    def segment(self, volume: AnnotatedVolume) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} does not support the cases protocol")
+
+
+@dataclass
+class Interpolation(Method):
+    """Shape-based interpolation of signed distances between annotated slices."""
+
+    extrapolate: bool = False
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "interp-nn" if self.extrapolate else "interp"
+
+    def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
+        spacing = tuple(s for i, s in enumerate(volume.image.spacing) if i != volume.axis)
+        return interpolate_between_slices(
+            volume.labels, volume.annotated_slices, volume.axis, num_classes,
+            extrapolate=self.extrapolate, spacing=spacing,
+        )
+
+
+@dataclass
+class Learned(Method):
+    """A trained U-Net (``unet``: supervised only; ``ssl``: with the mean teacher)."""
+
+    config: TrainConfig
+    model: TrainedModel | None = None
+    learns = True
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.config.method
+
+    def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
+        project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
+        model = train_model(project, self.config)
+        return predict_volume(model, volume).labels
+
+    def fit(self, project: Project) -> None:
+        self.model = train_model(project, self.config)
+
+    def segment(self, volume: AnnotatedVolume) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("fit() must run before segment()")
+        return predict_volume(self.model, volume).labels
+
+
+METHOD_NAMES = ("interp", "interp-nn", "unet", "ssl")
+
+
+def make_method(name: str, config: TrainConfig) -> Method:
+    """Build a method by its benchmark name; ``config`` is the base training settings."""
+    if name == "interp":
+        return Interpolation(extrapolate=False)
+    if name == "interp-nn":
+        return Interpolation(extrapolate=True)
+    if name in ("unet", "ssl"):
+        return Learned(replace(config, method=name))
+    raise ValueError(name)

@@ -1,0 +1,231 @@
+"""``napari-ssseg bench``: run methods under a protocol, print a table, write JSON.
+
+Protocols:
+    sparse: per volume, reveal k slices (see :func:`sparse_slice_indices`), one model per
+        volume, score 3-D Dice over every unrevealed slice.
+    cases: N cases of ``train_split`` fully labelled, the rest of it unlabelled, one model,
+        scored on every slice of ``split``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_ssseg.annotation import AnnotatedVolume, Project, default_slice_axis
+from napari_ssseg.bench.methods import METHOD_NAMES, Method, make_method
+from napari_ssseg.bench.metrics import dice_per_class, mean_dice, summarise
+from napari_ssseg.bench.protocols import (
+    acdc_patient,
+    cases_split,
+    reveal_slices,
+    sparse_slice_indices,
+)
+from napari_ssseg.errors import SsSegError
+from napari_ssseg.io.msd import MsdCase, read_msd
+from napari_ssseg.io.nifti import read_labels, read_volume
+from napari_ssseg.training.config import TrainConfig
+
+
+@dataclass
+class BenchSettings:
+    """What to benchmark (mirrors the CLI options)."""
+
+    data: Path
+    methods: list[str]
+    protocol: str = "sparse"
+    split: str | None = None
+    k: int = 5
+    labeled_cases: int = 7
+    train_split: str = "train"
+    max_volumes: int | None = None
+    axis: int | None = None
+    max_time: float | None = None
+    max_iters: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    json_path: Path | None = None
+
+
+@dataclass
+class MethodResult:
+    """Scores of one method: a row per volume."""
+
+    name: str
+    volumes: list[dict] = field(default_factory=list)
+    fit_seconds: float | None = None
+
+    def summary(self) -> dict:
+        mean, std = summarise([v["mean_dice"] for v in self.volumes])
+        per_class = np.array([v["dice"] for v in self.volumes], dtype=float)
+        class_means = (
+            np.nanmean(per_class, axis=0).tolist() if per_class.size else []
+        )
+        return {
+            "mean_dice": mean,
+            "std_dice": std,
+            "class_dice": class_means,
+            "seconds_per_volume": float(np.mean([v["seconds"] for v in self.volumes]))
+            if self.volumes
+            else None,
+            "fit_seconds": self.fit_seconds,
+            "volumes": self.volumes,
+        }
+
+
+def machine_description() -> dict:
+    """Where the numbers come from."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load_case(case: MsdCase, axis: int | None):
+    image = read_volume(case.image)
+    labels = read_labels(case.label, like=image) if case.label is not None else None
+    return image, labels, default_slice_axis(image.spacing) if axis is None else axis
+
+
+def _score(pred, ref, num_classes, exclude, axis) -> dict:
+    dice = dice_per_class(pred, ref, num_classes, exclude_slices=exclude, axis=axis)
+    return {"dice": [None if np.isnan(d) else float(d) for d in dice],
+            "mean_dice": mean_dice(dice)}
+
+
+def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
+    for case in cases:
+        image, ref, axis = _load_case(case, settings.axis)
+        if ref is None:
+            continue
+        annotated = sparse_slice_indices(ref, axis, settings.k)
+        revealed = reveal_slices(ref, annotated, axis)
+        volume = AnnotatedVolume.from_labels(image, revealed, axis, annotated)
+        for method in methods:
+            start = time.perf_counter()
+            pred = method.segment_sparse(volume, num_classes)
+            seconds = time.perf_counter() - start
+            row = {"name": case.name, "annotated": annotated, "seconds": seconds}
+            row.update(_score(pred, ref, num_classes, annotated, axis))
+            results[method.name].volumes.append(row)
+            print(f"  {case.name:28s} {method.name:10s} Dice {row['mean_dice']:.3f} "
+                  f"{seconds:6.1f} s", file=sys.stderr, flush=True)
+            report()
+
+
+def _run_cases(settings, dataset, num_classes, methods, results, report) -> None:
+    train_cases = dataset.split(settings.train_split)
+    names = [c.name for c in train_cases]
+    labelled, _ = cases_split(names, settings.labeled_cases, acdc_patient)
+    volumes = []
+    for case in train_cases:
+        image, labels, axis = _load_case(case, settings.axis)
+        if case.name in labelled and labels is not None:
+            volumes.append(AnnotatedVolume.from_labels(image, labels, axis, range(labels.shape[axis])))
+        else:
+            volumes.append(AnnotatedVolume.unlabelled(image, axis))
+    class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
+    project = Project(volumes, class_names)
+    test_cases = dataset.split(settings.split)[: settings.max_volumes]
+    for method in methods:
+        if not method.learns:
+            print(f"  {method.name} skipped: it needs annotated slices in every volume",
+                  file=sys.stderr)
+            continue
+        start = time.perf_counter()
+        method.fit(project)
+        results[method.name].fit_seconds = time.perf_counter() - start
+        for case in test_cases:
+            image, ref, axis = _load_case(case, settings.axis)
+            start = time.perf_counter()
+            pred = method.segment(AnnotatedVolume.unlabelled(image, axis))
+            row = {"name": case.name, "seconds": time.perf_counter() - start}
+            row.update(_score(pred, ref, num_classes, (), axis))
+            results[method.name].volumes.append(row)
+            report()
+        print(f"  {method.name}: fitted in {results[method.name].fit_seconds:.0f} s",
+              file=sys.stderr)
+
+
+def format_table(results: dict[str, MethodResult], class_names: list[str]) -> str:
+    header = f"{'method':10s} {'Dice mean ± std':>18s} " + " ".join(
+        f"{n[:12]:>12s}" for n in class_names) + f" {'s/volume':>9s} {'volumes':>7s}"
+    lines = [header, "-" * len(header)]
+    for name, result in results.items():
+        s = result.summary()
+        if not result.volumes:
+            continue
+        cls = " ".join(f"{(c if c == c else float('nan')):12.3f}" for c in s["class_dice"])
+        lines.append(f"{name:10s} {s['mean_dice']:10.3f} ± {s['std_dice']:.3f} {cls} "
+                     f"{s['seconds_per_volume']:9.1f} {len(result.volumes):7d}")
+    return "\n".join(lines)
+
+
+def run_benchmark(settings: BenchSettings) -> dict:
+    """Run the benchmark, print a table, write JSON (updated after every volume)."""
+    unknown = [m for m in settings.methods if m not in METHOD_NAMES]
+    if unknown:
+        raise SsSegError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHOD_NAMES)}")
+    dataset = read_msd(settings.data)
+    num_classes = max(i for i in dataset.labels if i > 0)
+    class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
+    config = TrainConfig(seed=settings.seed, device=settings.device, max_time=settings.max_time)
+    if settings.max_iters is not None:
+        config.max_iters = settings.max_iters
+    methods: list[Method] = [make_method(m, config) for m in settings.methods]
+    results = {m.name: MethodResult(m.name) for m in methods}
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    def document() -> dict:
+        return {
+            "dataset": dataset.name,
+            "data": str(settings.data),
+            "protocol": settings.protocol,
+            "settings": {k: str(v) if isinstance(v, Path) else v
+                         for k, v in vars(settings).items()},
+            "training_config": config.to_dict(),
+            "machine": machine_description(),
+            "started": started,
+            "peak_rss_mb": peak_rss_mb(),
+            "class_names": class_names,
+            "results": {name: r.summary() for name, r in results.items()},
+        }
+
+    def report() -> None:
+        if settings.json_path is not None:
+            tmp = settings.json_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(document(), indent=1))
+            os.replace(tmp, settings.json_path)
+
+    if settings.protocol == "sparse":
+        cases = dataset.split(settings.split)[: settings.max_volumes]
+        _run_sparse(settings, cases, num_classes, methods, results, report)
+    else:
+        _run_cases(settings, dataset, num_classes, methods, results, report)
+    report()
+    print(f"\n{dataset.name}, {settings.protocol} protocol"
+          + (f", k = {settings.k}" if settings.protocol == "sparse" else
+             f", {settings.labeled_cases} labelled cases")
+          + f", max-time {settings.max_time} s, {machine_description()['cpu_count']} CPUs")
+    print(format_table(results, class_names))
+    print(f"peak memory {peak_rss_mb():.0f} MiB")
+    return document()

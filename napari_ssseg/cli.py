@@ -1,0 +1,310 @@
+"""Command line: ``napari-ssseg train | predict | demo | bench``.
+
+Heavy modules (torch, MONAI) are imported inside the commands so ``--help`` stays fast.
+User mistakes end with one ``napari-ssseg: error: ...`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
+
+
+class CliError(Exception):
+    """A command-line usage problem."""
+
+
+def parse_slices(text: str) -> list[int]:
+    """``"12,30,47"`` -> [12, 30, 47]; ranges ``"3-5"`` are allowed."""
+    slices: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                first, last = part.split("-", 1)
+                slices.extend(range(int(first), int(last) + 1))
+            else:
+                slices.append(int(part))
+        except ValueError:
+            raise CliError(f"--annotated-slices: {part!r} is not a slice index or range") from None
+    if not slices:
+        raise CliError("--annotated-slices: no slice index given")
+    return slices
+
+
+def parse_axis(text: str) -> int:
+    if text not in ("0", "1", "2"):
+        raise CliError(f"--axis must be 0, 1 or 2, not {text!r}")
+    return int(text)
+
+
+def parse_volume_groups(tokens: Sequence[str]):
+    """Split ``IMAGE [--labels L] [--annotated-slices S] [--axis A]`` groups into specs.
+
+    An ``--axis`` before the first IMAGE applies to every group without its own.
+    """
+    from napari_ssseg.project_io import VolumeSpec
+
+    specs: list[VolumeSpec] = []
+    default_axis: int | None = None
+    tokens = list(tokens)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        name, eq, inline = token.partition("=")
+        if name in VOLUME_OPTIONS:
+            if eq:
+                value = inline
+                i += 1
+            elif i + 1 < len(tokens):
+                value = tokens[i + 1]
+                i += 2
+            else:
+                raise CliError(f"{name} needs a value")
+            if name == "--axis" and not specs:
+                default_axis = parse_axis(value)
+                continue
+            if not specs:
+                raise CliError(f"{name} must follow the IMAGE it belongs to")
+            if name == "--labels":
+                specs[-1].labels = Path(value)
+            elif name == "--annotated-slices":
+                specs[-1].annotated_slices = parse_slices(value)
+            else:
+                specs[-1].axis = parse_axis(value)
+        elif token.startswith("-"):
+            raise CliError(f"unknown option {token}")
+        else:
+            specs.append(VolumeSpec(Path(token)))
+            i += 1
+    for spec in specs:
+        if spec.axis is None:
+            spec.axis = default_axis
+    return specs
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-time", type=float, default=None, help="time budget in seconds")
+    parser.add_argument("--max-iters", type=int, default=None, help="iteration budget")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-ssseg",
+        description="Segment 3-D volumes from a few labelled slices (semi-supervised).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model from annotated volumes",
+        usage="napari-ssseg train IMAGE [--labels LABELS] [--annotated-slices 12,30,47] "
+        "[--axis A] [IMAGE ...] [--data MSD_DIR] --out MODEL_DIR [options]",
+        description="Each IMAGE may be followed by its --labels, --annotated-slices and "
+        "--axis. Without --annotated-slices every slice holding a label counts as annotated; "
+        "an IMAGE without --labels is unlabelled and still used for learning.",
+    )
+    train.add_argument("--out", required=True, type=Path, help="model folder to write")
+    train.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
+    train.add_argument("--split", help="split of --data's dataset.json to use")
+    train.add_argument("--classes", help="comma-separated class names for labels 1..C")
+    train.add_argument("--method", choices=("ssl", "unet"), default="ssl")
+    train.add_argument("--init", type=Path, help="warm-start from this model folder")
+    train.add_argument("--config", type=Path, help="JSON file of training settings")
+    _add_training_options(train)
+
+    predict = commands.add_parser("predict", help="segment a volume with a trained model")
+    predict.add_argument("image", type=Path)
+    predict.add_argument("--model", required=True, type=Path)
+    predict.add_argument("--out", required=True, type=Path, help="folder for the outputs")
+    predict.add_argument("--labels", type=Path, help="user labels to keep on annotated slices")
+    predict.add_argument("--annotated-slices", help="annotated slices of --labels")
+    predict.add_argument("--axis", help="slice axis (default: the training one or the thickest)")
+    predict.add_argument("--passes", type=int, default=None, help="MC-dropout passes")
+    predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+
+    demo = commands.add_parser("demo", help="train and predict on the bundled sample")
+    demo.add_argument("--out", type=Path, default=Path("demo_out"))
+    demo.add_argument("--sample", choices=("ct", "mr"), default="ct")
+    demo.add_argument("--organ", default="liver")
+    demo.add_argument("--k", type=int, default=4, help="annotated slices to reveal")
+    demo.add_argument("--method", choices=("ssl", "unet"), default="ssl")
+    _add_training_options(demo)
+    demo.set_defaults(max_time=60.0)
+
+    bench = commands.add_parser("bench", help="benchmark methods on an MSD folder")
+    bench.add_argument("--data", required=True, type=Path)
+    bench.add_argument("--split", default=None, help="split to score (default: all cases)")
+    bench.add_argument("--protocol", choices=("sparse", "cases"), default="sparse")
+    bench.add_argument("--k", type=int, default=5, help="sparse: annotated slices per volume")
+    bench.add_argument("--labeled-cases", type=int, default=7, help="cases: labelled cases")
+    bench.add_argument("--train-split", default="train", help="cases: split to train on")
+    bench.add_argument("--methods", default="interp,unet,ssl")
+    bench.add_argument("--max-volumes", type=int, default=None)
+    bench.add_argument("--axis", default=None, help="slice axis (default: the thickest)")
+    bench.add_argument("--json", type=Path, help="write results here")
+    _add_training_options(bench)
+    return parser
+
+
+def _training_config(args: argparse.Namespace, method: str):
+    import json
+
+    from napari_ssseg.training.config import TrainConfig
+
+    values: dict = {}
+    config_path = getattr(args, "config", None)
+    if config_path is not None:
+        try:
+            values = json.loads(Path(config_path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CliError(f"{config_path}: cannot read the training settings ({error})") from None
+        if not isinstance(values, dict):
+            raise CliError(f"{config_path}: training settings must be a JSON object")
+    values.setdefault("method", method)
+    values["seed"] = args.seed
+    values["device"] = args.device
+    if args.max_time is not None:
+        values["max_time"] = args.max_time
+    if args.max_iters is not None:
+        values["max_iters"] = args.max_iters
+    return TrainConfig.from_dict(values)
+
+
+def _progress_printer(label: str):
+    def show(snapshot) -> None:
+        losses = " ".join(f"{k} {v:.3f}" for k, v in snapshot.losses.items())
+        print(
+            f"{label}: step {snapshot.iteration} ({100 * snapshot.fraction:.0f}%) "
+            f"{snapshot.elapsed:.0f} s  {losses}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from napari_ssseg.model_store import load_model, save_model
+    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.project_io import load_project, msd_specs
+
+    specs = parse_volume_groups(extra)
+    class_names = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    if args.data is not None:
+        data_specs, data_names = msd_specs(args.data, args.split)
+        specs.extend(data_specs)
+        class_names = class_names or data_names
+    if not specs:
+        raise CliError("train needs at least one IMAGE or --data MSD_DIR")
+    if not args.out.parent.is_dir():
+        raise CliError(f"{args.out.parent}: the folder for --out does not exist")
+    config = _training_config(args, args.method)
+    project = load_project(specs, class_names)
+    init = load_model(args.init) if args.init is not None else None
+    model = train_model(project, config, init=init, on_progress=_progress_printer("train"))
+    save_model(model, args.out)
+    print(f"model written to {args.out} ({model.summary['iterations']} steps, "
+          f"{model.summary['seconds']:.0f} s)")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from napari_ssseg.annotation import AnnotatedVolume
+    from napari_ssseg.inference.predict import annotation_for_prediction, predict_volume
+    from napari_ssseg.io.nifti import read_labels, read_volume
+    from napari_ssseg.io.outputs import write_prediction
+    from napari_ssseg.model_store import load_model
+
+    model = load_model(args.model)
+    image = read_volume(args.image)
+    axis = parse_axis(args.axis) if args.axis is not None else None
+    annotation = None
+    if args.labels is not None:
+        slices = parse_slices(args.annotated_slices) if args.annotated_slices else None
+        labels = read_labels(args.labels, like=image)
+        annotation = AnnotatedVolume.from_labels(image, labels, axis, slices)
+    elif args.annotated_slices:
+        raise CliError("--annotated-slices needs --labels")
+    annotation = annotation_for_prediction(model, annotation, axis, image)
+    prediction = predict_volume(model, annotation, passes=args.passes, device=args.device)
+    paths = write_prediction(prediction, image, args.out)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from napari_ssseg.demo import run_demo as demo
+
+    demo(
+        out_dir=args.out,
+        sample=args.sample,
+        organ=args.organ,
+        k=args.k,
+        config=_training_config(args, args.method),
+    )
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from napari_ssseg.bench.runner import BenchSettings, run_benchmark
+
+    settings = BenchSettings(
+        data=args.data,
+        split=args.split,
+        protocol=args.protocol,
+        k=args.k,
+        labeled_cases=args.labeled_cases,
+        train_split=args.train_split,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        max_volumes=args.max_volumes,
+        axis=parse_axis(args.axis) if args.axis is not None else None,
+        max_time=args.max_time,
+        max_iters=args.max_iters,
+        seed=args.seed,
+        device=args.device,
+        json_path=args.json,
+    )
+    run_benchmark(settings)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from napari_ssseg.errors import SsSegError
+
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        if args.command == "train":
+            return run_train(args, extra)
+        if args.command == "predict":
+            return run_predict(args)
+        if args.command == "demo":
+            return run_demo(args)
+        return run_bench(args)
+    except (CliError, SsSegError) as error:
+        print(f"napari-ssseg: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-ssseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

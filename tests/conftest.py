@@ -1,0 +1,53 @@
+"""Shared fixtures: small synthetic volumes and the location of ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the repository, or ``$SSSEG_SHARED_DATA``."""
+    override = os.environ.get("SSSEG_SHARED_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def require_shared(name: str) -> Path:
+    """The shared data folder ``name``, or skip the test saying why."""
+    folder = shared_data_dir() / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found: the ACDC/LA data live in ../shared/data beside the repo")
+    return folder
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    affine = np.diag([1.0, 1.0, 2.0, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def synthetic_case(shape=(40, 36, 16)) -> tuple[np.ndarray, np.ndarray]:
+    """An MR-like image with a bright ellipsoid (label 1) and a smaller blob (label 2)."""
+    x, y, z = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    ellipsoid = ((x - 18) / 10) ** 2 + ((y - 16) / 8) ** 2 + ((z - 8) / 6) ** 2 <= 1
+    blob = ((x - 30) / 4) ** 2 + ((y - 28) / 4) ** 2 + ((z - 8) / 4) ** 2 <= 1
+    rng = np.random.default_rng(0)
+    image = 100 + 20 * rng.standard_normal(shape) + 200 * ellipsoid + 120 * blob
+    labels = ellipsoid.astype(np.int16) + 2 * blob.astype(np.int16)
+    return image.astype(np.float32), labels
+
+
+@pytest.fixture
+def case_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A synthetic image and its labels written as NIfTI (spacing 1, 1, 2: slice axis 2)."""
+    image, labels = synthetic_case()
+    return (
+        write_nifti(tmp_path / "case.nii.gz", image),
+        write_nifti(tmp_path / "case_labels.nii.gz", labels.astype(np.uint8)),
+    )

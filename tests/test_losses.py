@@ -85,3 +85,26 @@ def test_slice_scores_are_means():
     u[1] = 1.0
     u[2, 0, 0] = 0.4
     assert slice_uncertainty_scores(u).tolist() == pytest.approx([0.0, 1.0, 0.1])
+
+
+def test_ema_teacher_warm_up_and_decay():
+    from napari_ssseg.training.ema import ema_teacher
+
+    student = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        student.weight.fill_(0.0)
+    teacher = ema_teacher(student, decay=0.9)
+    values = []
+    for target in (1.0, 2.0, 3.0, 4.0):
+        with torch.no_grad():
+            student.weight.fill_(target)
+        teacher.update_parameters(student)
+        values.append(float(teacher.module.weight))
+    # n=0: copy (1); n=1: alpha 0.5 -> 1.5; n=2: alpha 2/3 -> 2; n=3: alpha min(0.75, 0.9) -> 2.5
+    assert values == pytest.approx([1.0, 1.5, 2.0, 2.5])
+    for _ in range(30):
+        teacher.update_parameters(student)
+    # The gap to the student (4 - 2.5) shrinks by alpha each update: alpha = n / (n + 1) for
+    # n = 4..8, then capped at 0.9 for the remaining 25 updates.
+    gap = 1.5 * (4 / 5) * (5 / 6) * (6 / 7) * (7 / 8) * (8 / 9) * 0.9**25
+    assert float(teacher.module.weight) == pytest.approx(4 - gap, rel=1e-5)

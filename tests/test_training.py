@@ -35,8 +35,8 @@ def liver_case():
 
 
 def quick_config(**changes) -> TrainConfig:
-    values = dict(image_size=64, channels=(8, 16, 32, 64), max_iters=150, batch_size=6,
-                  teacher_cache=16, inference_passes=4, seed=3)
+    values = dict(image_size=64, channels=(8, 16, 32, 64), max_iters=150, batch_size=4,
+                  unlabelled_batch_size=4, teacher_cache=16, inference_passes=4, seed=3)
     values.update(changes)
     return TrainConfig(**values)
 

@@ -31,21 +31,21 @@ class TrainConfig:
     dropout: float = 0.1
     max_iters: int = 3000
     max_time: float | None = None
-    batch_size: int = 8
-    unlabelled_fraction: float = 0.5
+    batch_size: int = 4
+    unlabelled_batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    ema_decay: float = 0.99
+    ema_decay: float = 0.95
     consistency_weight: float = 1.0
     consistency_loss: str = "mse"
-    ssl_start: float = 0.0
+    ssl_start: float = 0.25
     rampup: float = 0.4
     teacher_passes: int = 4
     teacher_refresh: int = 20
-    teacher_cache: int = 48
+    teacher_cache: int = 24
     teacher_noise: float = 0.1
-    threshold_start: float = 0.75
-    threshold_end: float = 1.0
+    threshold_start: float = 0.5
+    threshold_end: float = 0.8
     inference_passes: int = 8
     seed: int = 0
     device: str = "auto"
@@ -74,24 +74,14 @@ class TrainConfig:
             raise SsSegError(f"max_time must be positive, not {self.max_time}")
         if self.consistency_loss not in ("mse", "ce"):
             raise SsSegError(f"consistency_loss must be mse or ce, not {self.consistency_loss!r}")
-        if not 0.0 < self.unlabelled_fraction < 1.0 or self.batch_size < 2:
-            raise SsSegError("batch_size must be 2 or more and unlabelled_fraction in (0, 1)")
+        if self.batch_size < 1 or self.unlabelled_batch_size < 1:
+            raise SsSegError("batch_size and unlabelled_batch_size must be at least 1")
         if self.teacher_refresh < 1 or self.teacher_cache < 1:
             raise SsSegError("teacher_refresh and teacher_cache must be at least 1")
         if self.context < 0:
             raise SsSegError("context must be 0 or more")
         if self.intensity.modality not in MODALITIES:
             raise SsSegError(f"modality must be one of {', '.join(MODALITIES)}")
-
-    @property
-    def batch_split(self) -> tuple[int, int]:
-        """(annotated, unannotated) slices per step: the whole batch is annotated for
-        ``unet``; ``ssl`` gives ``unlabelled_fraction`` of it to unannotated slices, so both
-        methods cost about the same per step."""
-        if self.method == "unet":
-            return self.batch_size, 0
-        unlabelled = min(self.batch_size - 1, max(1, round(self.batch_size * self.unlabelled_fraction)))
-        return self.batch_size - unlabelled, unlabelled
 
     @property
     def in_channels(self) -> int:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from monai.utils import set_determinism
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from napari_ssseg.annotation import Project
 from napari_ssseg.data.augment import augment_batch, make_augmentation
@@ -29,6 +28,7 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import (
     gated_consistency_loss,
     gated_pseudo_label_loss,
@@ -115,18 +115,11 @@ def train(
         model.load_state_dict(init_state)
     model.to(device).train()
     use_teacher = config.method == "ssl" and bool(pool.unlabelled)
-    teacher = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-        if use_teacher
-        else None
-    )
+    teacher = ema_teacher(model, config.ema_decay) if use_teacher else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     dice_ce = supervised_loss()
     augment = make_augmentation(config.seed)
 
-    labelled_batch, unlabelled_batch = config.batch_split
-    if not use_teacher:
-        labelled_batch = config.batch_size
     history: list[TrainProgress] = []
     start = time.monotonic()
     iteration = 0
@@ -146,7 +139,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(config.lr, fraction)
 
-        refs = _draw(rng, pool.labelled, labelled_batch)
+        refs = _draw(rng, pool.labelled, config.batch_size)
         images, extra = augment_batch(augment, pool.inputs(refs), {"label": pool.targets(refs)})
         images, labels = images.to(device), extra["label"].to(device)
         losses: dict[str, torch.Tensor] = {}
@@ -156,7 +149,7 @@ def train(
                 refreshed = iteration
                 cached = _draw(rng, pool.unlabelled, config.teacher_cache)
                 targets = _teacher_targets(teacher.module, pool.inputs(cached), config, device)
-            picks = rng.choice(len(cached), size=unlabelled_batch)
+            picks = rng.choice(len(cached), size=config.unlabelled_batch_size)
             unlabelled, moved = augment_batch(
                 augment, pool.inputs([cached[i] for i in picks]), {"target": targets[picks]}
             )

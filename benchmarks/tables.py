@@ -1,0 +1,55 @@
+"""Print Markdown tables from the JSON files in benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.1f}"
+
+
+def table(path: Path) -> str:
+    doc = json.loads(path.read_text())
+    s = doc["settings"]
+    protocol = (f"sparse, k = {s['k']}" if doc["protocol"] == "sparse"
+                else f"cases, {s['labeled_cases']} labelled cases of `{s['train_split']}`")
+    machine = doc["machine"]
+    lines = [
+        f"**{doc['dataset']}** ({protocol}; scored on `{s['split']}`"
+        + (f", first {s['max_volumes']} volumes" if s.get("max_volumes") else "")
+        + f"; max-time {s['max_time']} s; {machine['cpu_count']}-core CPU, "
+        f"{machine['torch_threads']} torch thread(s), device {machine['cuda'] or 'cpu'}; "
+        f"peak memory {doc['peak_rss_mb']:.0f} MiB)",
+        "",
+        "| method | Dice % (mean ± std over volumes) | "
+        + " | ".join(doc["class_names"]) + " | s / volume | volumes |",
+        "| --- | --- | " + " | ".join("---" for _ in doc["class_names"]) + " | --- | --- |",
+    ]
+    for name, r in doc["results"].items():
+        if not r["volumes"]:
+            continue
+        seconds = f"{r['seconds_per_volume']:.1f}"
+        if r.get("fit_seconds"):
+            seconds += f" (+ {r['fit_seconds']:.0f} s training)"
+        lines.append(
+            f"| {name} | {fmt(r['mean_dice'])} ± {fmt(r['std_dice'])} | "
+            + " | ".join(fmt(c) for c in r["class_dice"])
+            + f" | {seconds} | {len(r['volumes'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main(names: list[str]) -> None:
+    paths = [RESULTS / n for n in names] if names else sorted(RESULTS.glob("*.json"))
+    for path in paths:
+        print(table(path))
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -16,8 +16,11 @@ def fmt(value) -> str:
 def table(path: Path) -> str:
     doc = json.loads(path.read_text())
     s = doc["settings"]
-    protocol = (f"sparse, k = {s['k']}" if doc["protocol"] == "sparse"
-                else f"cases, {s['labeled_cases']} labelled cases of `{s['train_split']}`")
+    protocol = (
+        f"sparse, k = {s['k']}"
+        if doc["protocol"] == "sparse"
+        else f"cases, {s['labeled_cases']} labelled cases of `{s['train_split']}`"
+    )
     machine = doc["machine"]
     lines = [
         f"**{doc['dataset']}** ({protocol}; scored on `{s['split']}`"
@@ -27,7 +30,8 @@ def table(path: Path) -> str:
         f"peak memory {doc['peak_rss_mb']:.0f} MiB)",
         "",
         "| method | Dice % (mean ± std over volumes) | "
-        + " | ".join(doc["class_names"]) + " | s / volume | volumes |",
+        + " | ".join(doc["class_names"])
+        + " | s / volume | volumes |",
         "| --- | --- | " + " | ".join("---" for _ in doc["class_names"]) + " | --- | --- |",
     ]
     for name, r in doc["results"].items():

@@ -57,7 +57,9 @@ class AnnotatedVolume:
                 f"grid {self.image.shape}"
             )
         if self.axis not in (0, 1, 2):
-            raise AnnotationError(f"{self.image.name}: slice axis must be 0, 1 or 2, not {self.axis}")
+            raise AnnotationError(
+                f"{self.image.name}: slice axis must be 0, 1 or 2, not {self.axis}"
+            )
         self.labels = np.asarray(self.labels, dtype=np.int16)
         self.marked_empty = {self._checked_index(i) for i in self.marked_empty}
 

@@ -213,8 +213,10 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     init = load_model(args.init) if args.init is not None else None
     model = train_model(project, config, init=init, on_progress=_progress_printer("train"))
     save_model(model, args.out)
-    print(f"model written to {args.out} ({model.summary['iterations']} steps, "
-          f"{model.summary['seconds']:.0f} s)")
+    print(
+        f"model written to {args.out} ({model.summary['iterations']} steps, "
+        f"{model.summary['seconds']:.0f} s)"
+    )
     return 0
 
 

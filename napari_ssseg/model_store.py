@@ -125,6 +125,7 @@ def save_model(model: TrainedModel, folder: str | Path) -> Path:
             "annotations": index,
         }
         (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        staging.chmod(0o755)  # mkdtemp makes it private; a model folder is an ordinary folder
         old = None
         if folder.exists():
             old = parent / f".{folder.name}.old-{os.getpid()}"
@@ -143,7 +144,9 @@ def load_model(folder: str | Path) -> TrainedModel:
     folder = Path(folder)
     settings_path, weights_path = folder / SETTINGS_FILE, folder / WEIGHTS_FILE
     if not settings_path.is_file() or not weights_path.is_file():
-        raise InputError(f"{folder}: not a napari-ssseg model folder (needs {SETTINGS_FILE} and {WEIGHTS_FILE})")
+        raise InputError(
+            f"{folder}: not a napari-ssseg model folder (needs {SETTINGS_FILE} and {WEIGHTS_FILE})"
+        )
     try:
         settings = json.loads(settings_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -47,9 +47,7 @@ def build_project(
     return project
 
 
-def load_project(
-    specs: Sequence[VolumeSpec], class_names: Sequence[str] | None = None
-) -> Project:
+def load_project(specs: Sequence[VolumeSpec], class_names: Sequence[str] | None = None) -> Project:
     """Read every volume named in ``specs`` and build a validated project."""
     return build_project([load_annotated_volume(s) for s in specs], class_names)
 

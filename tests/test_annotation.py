@@ -17,8 +17,13 @@ def make_volume(shape=(8, 6, 5), spacing=(1.0, 1.0, 3.0)) -> Volume:
 
 @pytest.mark.parametrize(
     ("spacing", "axis"),
-    [((1.5, 1.5, 10.0), 2), ((0.6, 0.6, 0.6), 2), ((5.0, 1.0, 1.0), 0), ((2.0, 2.0, 1.0), 1),
-     ((1.0, 3.0, 3.0), 2)],
+    [
+        ((1.5, 1.5, 10.0), 2),
+        ((0.6, 0.6, 0.6), 2),
+        ((5.0, 1.0, 1.0), 0),
+        ((2.0, 2.0, 1.0), 1),
+        ((1.0, 3.0, 3.0), 2),
+    ],
 )
 def test_default_axis_is_largest_spacing_ties_to_last(spacing, axis):
     assert default_slice_axis(spacing) == axis

@@ -58,59 +58,96 @@ def _text(path: Path) -> Path:
 
 def test_missing_file(files, capsys):
     code, err = run_cli(
-        ["train", files["out"].parent / "nope.nii.gz", "--labels", files["labels"], "--out",
-         files["out"]], capsys)
+        [
+            "train",
+            files["out"].parent / "nope.nii.gz",
+            "--labels",
+            files["labels"],
+            "--out",
+            files["out"],
+        ],
+        capsys,
+    )
     assert_clean_failure(code, err, files["out"], "nope.nii.gz", "does not exist")
 
 
 def test_not_nifti(files, capsys):
-    code, err = run_cli(["train", files["text"], "--labels", files["labels"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", files["text"], "--labels", files["labels"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "notes.nii.gz", "NIfTI")
 
 
 def test_four_d_image(files, capsys):
-    code, err = run_cli(["train", files["four_d"], "--labels", files["labels"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", files["four_d"], "--labels", files["labels"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "img4d.nii.gz", "3-D")
 
 
 def test_label_grid_differs(files, capsys):
-    code, err = run_cli(["train", files["image"], "--labels", files["small_labels"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", files["image"], "--labels", files["small_labels"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "small.nii.gz", "(40, 36, 10)", "(40, 36, 16)")
 
 
 def test_no_annotated_slice(files, capsys):
-    code, err = run_cli(["train", files["image"], "--labels", files["empty_labels"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", files["image"], "--labels", files["empty_labels"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "no annotated slice")
 
 
 def test_label_values_outside_class_set(files, capsys):
-    code, err = run_cli(["train", files["image"], "--labels", files["bad_labels"],
-                         "--classes", "organ,lesion", "--out", files["out"]], capsys)
+    code, err = run_cli(
+        [
+            "train",
+            files["image"],
+            "--labels",
+            files["bad_labels"],
+            "--classes",
+            "organ,lesion",
+            "--out",
+            files["out"],
+        ],
+        capsys,
+    )
     assert_clean_failure(code, err, files["out"], "[7]", "outside the class set 0..2")
 
 
 def test_nan_voxels(files, capsys):
-    code, err = run_cli(["train", files["nan"], "--labels", files["labels"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", files["nan"], "--labels", files["labels"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "nan.nii.gz", "NaN")
 
 
 def test_annotated_slice_out_of_range(files, capsys):
-    code, err = run_cli(["train", files["image"], "--labels", files["labels"],
-                         "--annotated-slices", "3,99", "--out", files["out"]], capsys)
+    code, err = run_cli(
+        [
+            "train",
+            files["image"],
+            "--labels",
+            files["labels"],
+            "--annotated-slices",
+            "3,99",
+            "--out",
+            files["out"],
+        ],
+        capsys,
+    )
     assert_clean_failure(code, err, files["out"], "slice 99 is out of range", "0..15")
 
 
 def test_labels_before_image_and_unknown_option(files, capsys):
-    code, err = run_cli(["train", "--labels", files["labels"], files["image"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", "--labels", files["labels"], files["image"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "--labels must follow the IMAGE")
-    code, err = run_cli(["train", files["image"], "--lables", files["labels"], "--out",
-                         files["out"]], capsys)
+    code, err = run_cli(
+        ["train", files["image"], "--lables", files["labels"], "--out", files["out"]], capsys
+    )
     assert_clean_failure(code, err, files["out"], "unknown option --lables")
 
 
@@ -122,8 +159,19 @@ def test_predict_with_missing_model(files, capsys):
 
 def test_parse_volume_groups():
     specs = parse_volume_groups(
-        ["--axis", "1", "a.nii.gz", "--labels", "a_l.nii.gz", "--annotated-slices", "1,4-6",
-         "b.nii.gz", "--axis=0", "c.nii.gz", "--labels=c_l.nii.gz"]
+        [
+            "--axis",
+            "1",
+            "a.nii.gz",
+            "--labels",
+            "a_l.nii.gz",
+            "--annotated-slices",
+            "1,4-6",
+            "b.nii.gz",
+            "--axis=0",
+            "c.nii.gz",
+            "--labels=c_l.nii.gz",
+        ]
     )
     assert [s.image.name for s in specs] == ["a.nii.gz", "b.nii.gz", "c.nii.gz"]
     assert specs[0].annotated_slices == [1, 4, 5, 6]
@@ -138,7 +186,9 @@ def test_parse_volume_groups():
 def test_help_is_fast_and_lists_commands():
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "napari_ssseg.cli", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for command in ("train", "predict", "demo", "bench"):
         assert command in result.stdout

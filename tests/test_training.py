@@ -35,8 +35,16 @@ def liver_case():
 
 
 def quick_config(**changes) -> TrainConfig:
-    values = dict(image_size=64, channels=(8, 16, 32, 64), max_iters=150, batch_size=4,
-                  unlabelled_batch_size=4, teacher_cache=16, inference_passes=4, seed=3)
+    values = dict(
+        image_size=64,
+        channels=(8, 16, 32, 64),
+        max_iters=150,
+        batch_size=4,
+        unlabelled_batch_size=4,
+        teacher_cache=16,
+        inference_passes=4,
+        seed=3,
+    )
     values.update(changes)
     return TrainConfig(**values)
 
@@ -52,7 +60,7 @@ def test_training_on_sample_beats_floor_on_held_out_slices(liver_case, method, t
     # Annotated slices keep the user's labels exactly.
     for i in annotated:
         assert np.array_equal(prediction.labels[:, :, i], volume.labels[:, :, i])
-    assert 0.0 <= prediction.uncertainty.min() and prediction.uncertainty.max() <= 1.0
+    assert prediction.uncertainty.min() >= 0.0 and prediction.uncertainty.max() <= 1.0
     assert prediction.slice_scores.shape == (volume.num_slices,)
     assert set(prediction.review_order()).isdisjoint(annotated)
 

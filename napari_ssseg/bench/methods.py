@@ -49,8 +49,12 @@ class Interpolation(Method):
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         spacing = tuple(s for i, s in enumerate(volume.image.spacing) if i != volume.axis)
         return interpolate_between_slices(
-            volume.labels, volume.annotated_slices, volume.axis, num_classes,
-            extrapolate=self.extrapolate, spacing=spacing,
+            volume.labels,
+            volume.annotated_slices,
+            volume.axis,
+            num_classes,
+            extrapolate=self.extrapolate,
+            spacing=spacing,
         )
 
 

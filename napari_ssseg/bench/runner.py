@@ -68,9 +68,7 @@ class MethodResult:
     def summary(self) -> dict:
         mean, std = summarise([v["mean_dice"] for v in self.volumes])
         per_class = np.array([v["dice"] for v in self.volumes], dtype=float)
-        class_means = (
-            np.nanmean(per_class, axis=0).tolist() if per_class.size else []
-        )
+        class_means = np.nanmean(per_class, axis=0).tolist() if per_class.size else []
         return {
             "mean_dice": mean,
             "std_dice": std,
@@ -108,8 +106,7 @@ def _load_case(case: MsdCase, axis: int | None):
 
 def _score(pred, ref, num_classes, exclude, axis) -> dict:
     dice = dice_per_class(pred, ref, num_classes, exclude_slices=exclude, axis=axis)
-    return {"dice": [None if np.isnan(d) else float(d) for d in dice],
-            "mean_dice": mean_dice(dice)}
+    return {"dice": [None if np.isnan(d) else float(d) for d in dice], "mean_dice": mean_dice(dice)}
 
 
 def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
@@ -127,8 +124,11 @@ def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
             row = {"name": case.name, "annotated": annotated, "seconds": seconds}
             row.update(_score(pred, ref, num_classes, annotated, axis))
             results[method.name].volumes.append(row)
-            print(f"  {case.name:28s} {method.name:10s} Dice {row['mean_dice']:.3f} "
-                  f"{seconds:6.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"  {case.name:28s} {method.name:10s} Dice {row['mean_dice']:.3f} {seconds:6.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             report()
 
 
@@ -140,7 +140,9 @@ def _run_cases(settings, dataset, num_classes, methods, results, report) -> None
     for case in train_cases:
         image, labels, axis = _load_case(case, settings.axis)
         if case.name in labelled and labels is not None:
-            volumes.append(AnnotatedVolume.from_labels(image, labels, axis, range(labels.shape[axis])))
+            volumes.append(
+                AnnotatedVolume.from_labels(image, labels, axis, range(labels.shape[axis]))
+            )
         else:
             volumes.append(AnnotatedVolume.unlabelled(image, axis))
     class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
@@ -148,8 +150,10 @@ def _run_cases(settings, dataset, num_classes, methods, results, report) -> None
     test_cases = dataset.split(settings.split)[: settings.max_volumes]
     for method in methods:
         if not method.learns:
-            print(f"  {method.name} skipped: it needs annotated slices in every volume",
-                  file=sys.stderr)
+            print(
+                f"  {method.name} skipped: it needs annotated slices in every volume",
+                file=sys.stderr,
+            )
             continue
         start = time.perf_counter()
         method.fit(project)
@@ -162,21 +166,27 @@ def _run_cases(settings, dataset, num_classes, methods, results, report) -> None
             row.update(_score(pred, ref, num_classes, (), axis))
             results[method.name].volumes.append(row)
             report()
-        print(f"  {method.name}: fitted in {results[method.name].fit_seconds:.0f} s",
-              file=sys.stderr)
+        print(
+            f"  {method.name}: fitted in {results[method.name].fit_seconds:.0f} s", file=sys.stderr
+        )
 
 
 def format_table(results: dict[str, MethodResult], class_names: list[str]) -> str:
-    header = f"{'method':10s} {'Dice mean ± std':>18s} " + " ".join(
-        f"{n[:12]:>12s}" for n in class_names) + f" {'s/volume':>9s} {'volumes':>7s}"
+    header = (
+        f"{'method':10s} {'Dice mean ± std':>18s} "
+        + " ".join(f"{n[:12]:>12s}" for n in class_names)
+        + f" {'s/volume':>9s} {'volumes':>7s}"
+    )
     lines = [header, "-" * len(header)]
     for name, result in results.items():
         s = result.summary()
         if not result.volumes:
             continue
         cls = " ".join(f"{(c if c == c else float('nan')):12.3f}" for c in s["class_dice"])
-        lines.append(f"{name:10s} {s['mean_dice']:10.3f} ± {s['std_dice']:.3f} {cls} "
-                     f"{s['seconds_per_volume']:9.1f} {len(result.volumes):7d}")
+        lines.append(
+            f"{name:10s} {s['mean_dice']:10.3f} ± {s['std_dice']:.3f} {cls} "
+            f"{s['seconds_per_volume']:9.1f} {len(result.volumes):7d}"
+        )
     return "\n".join(lines)
 
 
@@ -184,7 +194,9 @@ def run_benchmark(settings: BenchSettings) -> dict:
     """Run the benchmark, print a table, write JSON (updated after every volume)."""
     unknown = [m for m in settings.methods if m not in METHOD_NAMES]
     if unknown:
-        raise SsSegError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHOD_NAMES)}")
+        raise SsSegError(
+            f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHOD_NAMES)}"
+        )
     dataset = read_msd(settings.data)
     num_classes = max(i for i in dataset.labels if i > 0)
     class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
@@ -200,8 +212,9 @@ def run_benchmark(settings: BenchSettings) -> dict:
             "dataset": dataset.name,
             "data": str(settings.data),
             "protocol": settings.protocol,
-            "settings": {k: str(v) if isinstance(v, Path) else v
-                         for k, v in vars(settings).items()},
+            "settings": {
+                k: str(v) if isinstance(v, Path) else v for k, v in vars(settings).items()
+            },
             "training_config": config.to_dict(),
             "machine": machine_description(),
             "started": started,
@@ -222,10 +235,15 @@ def run_benchmark(settings: BenchSettings) -> dict:
     else:
         _run_cases(settings, dataset, num_classes, methods, results, report)
     report()
-    print(f"\n{dataset.name}, {settings.protocol} protocol"
-          + (f", k = {settings.k}" if settings.protocol == "sparse" else
-             f", {settings.labeled_cases} labelled cases")
-          + f", max-time {settings.max_time} s, {machine_description()['cpu_count']} CPUs")
+    print(
+        f"\n{dataset.name}, {settings.protocol} protocol"
+        + (
+            f", k = {settings.k}"
+            if settings.protocol == "sparse"
+            else f", {settings.labeled_cases} labelled cases"
+        )
+        + f", max-time {settings.max_time} s, {machine_description()['cpu_count']} CPUs"
+    )
     print(format_table(results, class_names))
     print(f"peak memory {peak_rss_mb():.0f} MiB")
     return document()

@@ -48,7 +48,9 @@ def prepare_volume(volume: AnnotatedVolume, size: int, intensity: IntensityConfi
     labels = np.ascontiguousarray(np.moveaxis(volume.labels, volume.axis, 0).astype(np.int64))
     annotated = torch.zeros(volume.num_slices, dtype=torch.bool)
     annotated[volume.annotated_slices] = True
-    return VolumeSlices(images, grid.to_network(torch.from_numpy(labels), nearest=True), annotated, grid)
+    return VolumeSlices(
+        images, grid.to_network(torch.from_numpy(labels), nearest=True), annotated, grid
+    )
 
 
 def stack_context(images: torch.Tensor, index: int, context: int) -> torch.Tensor:
@@ -72,7 +74,9 @@ class SlicePool:
 
     def inputs(self, refs: list[SliceRef]) -> torch.Tensor:
         """(B, 2*context + 1, S, S) network inputs for ``refs``."""
-        return torch.stack([stack_context(self.volumes[v].images, z, self.context) for v, z in refs])
+        return torch.stack(
+            [stack_context(self.volumes[v].images, z, self.context) for v, z in refs]
+        )
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
         """(B, 1, S, S) int64 labels for ``refs``."""

@@ -11,8 +11,17 @@ from PIL import Image
 from napari_ssseg.annotation import slice_index
 
 _LABEL_COLOURS = np.array(
-    [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-     [145, 30, 180], [70, 240, 240], [240, 50, 230]],
+    [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+    ],
     dtype=np.float32,
 )
 
@@ -32,8 +41,12 @@ def _overlay(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _heat(values: np.ndarray) -> np.ndarray:
     """Black-red-yellow-white colour map for values in [0, 1]."""
     v = np.clip(values, 0, 1)[..., None]
-    return np.concatenate([np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)],
-                          axis=-1) * 255
+    return (
+        np.concatenate(
+            [np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)], axis=-1
+        )
+        * 255
+    )
 
 
 def write_montage(

@@ -44,7 +44,7 @@ class Volume:
 
     @property
     def spacing(self) -> tuple[float, float, float]:
-        """Voxel size in mm along (X, Y, Z): header zooms when present, else the affine's columns."""
+        """Voxel size in mm along (X, Y, Z): header zooms if present, else affine column norms."""
         if self.header is not None:
             zooms = self.header.get_zooms()[:3]
             if len(zooms) == 3 and all(z > 0 for z in zooms):

@@ -32,17 +32,17 @@ class TrainConfig:
     max_iters: int = 3000
     max_time: float | None = None
     batch_size: int = 4
-    unlabelled_batch_size: int = 4
+    unlabelled_batch_size: int = 2
     lr: float = 2e-3
     weight_decay: float = 1e-4
     ema_decay: float = 0.95
-    consistency_weight: float = 1.0
+    consistency_weight: float = 0.1
     consistency_loss: str = "mse"
     ssl_start: float = 0.25
     rampup: float = 0.4
     teacher_passes: int = 4
     teacher_refresh: int = 20
-    teacher_cache: int = 24
+    teacher_cache: int = 16
     teacher_noise: float = 0.1
     threshold_start: float = 0.5
     threshold_end: float = 0.8
@@ -65,7 +65,9 @@ class TrainConfig:
             raise SsSegError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         stride = 2 ** (len(self.channels) - 1)
         if self.image_size < stride or self.image_size % stride:
-            raise SsSegError(f"image_size {self.image_size} must be a positive multiple of {stride}")
+            raise SsSegError(
+                f"image_size {self.image_size} must be a positive multiple of {stride}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise SsSegError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.max_iters < 1:

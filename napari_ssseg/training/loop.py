@@ -116,7 +116,9 @@ def train(
     model.to(device).train()
     use_teacher = config.method == "ssl" and bool(pool.unlabelled)
     teacher = ema_teacher(model, config.ema_decay) if use_teacher else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     dice_ce = supervised_loss()
     augment = make_augmentation(config.seed)
 
@@ -157,11 +159,15 @@ def train(
             logits = model(torch.cat([images, unlabelled]))
             logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
             ramp = sigmoid_rampup(fraction - config.ssl_start, config.rampup)
-            threshold = config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
+            threshold = (
+                config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
+            )
             # The last channel is the teacher's confidence 1 - u; areas the augmentation
             # moved in from outside the slice have confidence 0 and so never count.
             unlabelled_loss = (
-                gated_consistency_loss if config.consistency_loss == "mse" else gated_pseudo_label_loss
+                gated_consistency_loss
+                if config.consistency_loss == "mse"
+                else gated_pseudo_label_loss
             )
             losses["consistency"] = unlabelled_loss(
                 unlabelled_logits, moved_targets[:, :-1], 1.0 - moved_targets[:, -1], threshold
@@ -195,8 +201,13 @@ def train(
         raise TrainingCancelled("training was stopped before its first step; no model was made")
     teacher_state = _cpu_state(teacher.module) if teacher is not None else None
     return TrainResult(
-        _cpu_state(model), teacher_state, config, iteration, time.monotonic() - start,
-        stopped_early, history,
+        _cpu_state(model),
+        teacher_state,
+        config,
+        iteration,
+        time.monotonic() - start,
+        stopped_early,
+        history,
     )
 
 

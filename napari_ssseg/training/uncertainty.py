@@ -31,7 +31,9 @@ def mc_dropout_probs(
     try:
         batch = inputs.repeat(passes, *([1] * (inputs.dim() - 1)))
         if noise_std > 0:
-            batch = batch + (torch.randn_like(batch) * noise_std).clamp(-2 * noise_std, 2 * noise_std)
+            batch = batch + (torch.randn_like(batch) * noise_std).clamp(
+                -2 * noise_std, 2 * noise_std
+            )
         probs = torch.softmax(model(batch), dim=1)
         return probs.reshape(passes, *inputs.shape[:1], *probs.shape[1:]).mean(dim=0)
     finally:

@@ -1,0 +1,98 @@
+"""train -> predict through the CLI on a small synthetic volume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_ssseg.cli import main
+from tests.conftest import synthetic_case, write_nifti
+
+SMALL = {
+    "image_size": 32,
+    "channels": [8, 16, 32],
+    "batch_size": 2,
+    "unlabelled_batch_size": 2,
+    "teacher_cache": 4,
+    "inference_passes": 2,
+}
+
+
+@pytest.mark.slow
+def test_train_then_predict_writes_outputs_on_source_grid(tmp_path, capsys):
+    image, labels = synthetic_case()
+    affine = np.array([[0.0, -1.2, 0, 10], [1.2, 0, 0, -5], [0, 0, 2.5, 3], [0, 0, 0, 1]])
+    image_path = write_nifti(tmp_path / "case.nii.gz", image, affine)
+    labels_path = write_nifti(tmp_path / "case_lab.nii.gz", labels.astype(np.uint8), affine)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(SMALL))
+    model_dir = tmp_path / "model"
+
+    code = main(
+        [
+            "train",
+            str(image_path),
+            "--labels",
+            str(labels_path),
+            "--annotated-slices",
+            "4,8,12",
+            "--classes",
+            "organ,lesion",
+            "--config",
+            str(settings),
+            "--max-iters",
+            "12",
+            "--out",
+            str(model_dir),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads((model_dir / "model.json").read_text())
+    assert saved["class_names"] == ["organ", "lesion"]
+    assert saved["config"]["image_size"] == 32 and saved["summary"]["iterations"] == 12
+
+    out = tmp_path / "pred"
+    assert main(["predict", str(image_path), "--model", str(model_dir), "--out", str(out)]) == 0
+    seg = nib.load(out / "case_seg.nii.gz")
+    unc = nib.load(out / "case_uncertainty.nii.gz")
+    assert seg.shape == image.shape and np.allclose(seg.affine, affine)
+    assert np.issubdtype(seg.get_data_dtype(), np.integer)
+    assert unc.get_data_dtype() == np.float32
+    seg_data = np.asarray(seg.dataobj)
+    # The model remembered the training annotation: those slices are the user's labels.
+    for i in (4, 8, 12):
+        assert np.array_equal(seg_data[:, :, i], labels[:, :, i])
+    rows = list(csv.DictReader((out / "case_slices.csv").read_text().splitlines()))
+    assert len(rows) == image.shape[2]
+    assert [int(r["slice"]) for r in rows if r["annotated"] == "1"] == [4, 8, 12]
+    unc_data = np.asarray(unc.dataobj)
+    assert unc_data.min() >= 0 and unc_data.max() <= 1
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_config_with_unknown_key_is_refused(tmp_path, capsys):
+    image, labels = synthetic_case()
+    image_path = write_nifti(tmp_path / "case.nii.gz", image)
+    labels_path = write_nifti(tmp_path / "case_lab.nii.gz", labels.astype(np.uint8))
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"learning_rate": 0.1}))
+    code = main(
+        [
+            "train",
+            str(image_path),
+            "--labels",
+            str(labels_path),
+            "--config",
+            str(settings),
+            "--out",
+            str(tmp_path / "model"),
+        ]
+    )
+    assert code == 2
+    assert "unknown training setting(s): learning_rate" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()

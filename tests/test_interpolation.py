@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -130,13 +128,12 @@ def test_bad_inputs_raise() -> None:
         interpolate_between_slices(labels, [1], axis=3, num_classes=3)
 
 
-def test_left_atrium_sized_volume_is_fast() -> None:
+def test_left_atrium_sized_volume_fills_every_gap() -> None:
+    # Speed is measured by the benchmark (interp's seconds per volume), not asserted here.
     shape = (180, 140, 88)
     labels = np.zeros(shape, dtype=np.int16)
     annotated = [20, 35, 50, 60, 70]
     for z, radius in zip(annotated, [10, 25, 30, 22, 8], strict=True):
         labels[..., z][disc(shape[:2], (90, 70), radius)] = 1
-    start = time.perf_counter()
     out = interpolate_between_slices(labels, annotated, axis=2, num_classes=1)
-    assert time.perf_counter() - start < 2.0
     assert out[..., 21:70].sum(axis=(0, 1)).min() > 0

@@ -193,22 +193,9 @@ def _progress_printer(label: str):
     return show
 
 
-MIN_USEFUL_STEPS = 100
-
-
-def warn_if_undertrained(summary: dict) -> None:
-    """Say so when the budget allowed too few steps for a usable model (busy or slow CPU)."""
-    if summary["iterations"] < MIN_USEFUL_STEPS and not summary["stopped_early"]:
-        print(
-            f"napari-ssseg: warning: only {summary['iterations']} training steps fitted in the "
-            "time budget; results will be poor (raise --max-time or free the CPU)",
-            file=sys.stderr,
-        )
-
-
 def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from napari_ssseg.model_store import load_model, save_model
-    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.pipeline import train_model, undertrained_warning
     from napari_ssseg.project_io import load_project, msd_specs
 
     specs = parse_volume_groups(extra)

@@ -21,7 +21,7 @@ from napari_ssseg.io.montage import write_montage
 from napari_ssseg.io.nifti import read_labels, read_volume, write_labels
 from napari_ssseg.io.outputs import write_prediction
 from napari_ssseg.model_store import save_model
-from napari_ssseg.pipeline import train_model
+from napari_ssseg.pipeline import train_model, undertrained_warning
 from napari_ssseg.sample_data import load_sample
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.loop import TrainProgress

@@ -38,3 +38,16 @@ def train_model(
     for volume in project.volumes:
         model.remember(volume)
     return model
+
+
+MIN_USEFUL_STEPS = 100
+
+
+def undertrained_warning(summary: dict) -> str | None:
+    """A warning when a time budget allowed too few steps for a usable model, else None."""
+    if summary["iterations"] < MIN_USEFUL_STEPS and not summary["stopped_early"]:
+        return (
+            f"only {summary['iterations']} training steps fitted in the time budget; results "
+            "will be poor (raise --max-time or free the CPU)"
+        )
+    return None

@@ -212,6 +212,9 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     project = load_project(specs, class_names)
     init = load_model(args.init) if args.init is not None else None
     model = train_model(project, config, init=init, on_progress=_progress_printer("train"))
+    warning = undertrained_warning(model.summary)
+    if warning:
+        print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
     save_model(model, args.out)
     print(
         f"model written to {args.out} ({model.summary['iterations']} steps, "

@@ -64,12 +64,9 @@ def run_demo(out_dir: Path, sample: str, organ: str, k: int, config: TrainConfig
             )
 
     model = train_model(project, config, on_progress=show)
-    if model.summary["iterations"] < 100:
-        print(
-            f"warning: only {model.summary['iterations']} training steps fitted in the time "
-            "budget; results will be poor (raise --max-time or free the CPU)",
-            file=sys.stderr,
-        )
+    warning = undertrained_warning(model.summary)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     prediction = predict_volume(model, volume)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_prediction(prediction, image, out_dir)

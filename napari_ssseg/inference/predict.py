@@ -14,6 +14,7 @@ import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, default_slice_axis, slice_index
 from napari_ssseg.data.slices import prepare_image, stack_context
+from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.loop import resolve_device
 from napari_ssseg.training.uncertainty import (
@@ -92,7 +93,7 @@ def predict_volume(
 
 
 def annotation_for_prediction(
-    model: TrainedModel, annotation: AnnotatedVolume | None, image_axis: int | None, image
+    model: TrainedModel, annotation: AnnotatedVolume | None, image_axis: int | None, image: Volume
 ) -> AnnotatedVolume:
     """The annotation to predict with: the given one, the model's memory of a training
     volume, or an empty one on ``image_axis`` (default: the largest-spacing axis)."""

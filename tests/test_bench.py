@@ -39,21 +39,8 @@ def make_msd(root: Path, cases: int = 3) -> Path:
 def test_sparse_bench_interp_scores_and_writes_json(tmp_path, capsys):
     data = make_msd(tmp_path / "data")
     out = tmp_path / "bench.json"
-    code = main(
-        [
-            "bench",
-            "--data",
-            str(data),
-            "--protocol",
-            "sparse",
-            "--k",
-            "3",
-            "--methods",
-            "interp,interp-nn",
-            "--json",
-            str(out),
-        ]
-    )
+    options = ["--protocol", "sparse", "--k", "3", "--methods", "interp,interp-nn"]
+    code = main(["bench", "--data", str(data), *options, "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
     assert "interp" in table and "s/volume" in table
@@ -72,25 +59,8 @@ def test_sparse_bench_interp_scores_and_writes_json(tmp_path, capsys):
 def test_cases_bench_trains_one_model(tmp_path, capsys):
     data = make_msd(tmp_path / "data")
     out = tmp_path / "bench.json"
-    code = main(
-        [
-            "bench",
-            "--data",
-            str(data),
-            "--protocol",
-            "cases",
-            "--labeled-cases",
-            "1",
-            "--split",
-            "val",
-            "--methods",
-            "unet",
-            "--max-iters",
-            "20",
-            "--json",
-            str(out),
-        ]
-    )
+    options = "--protocol cases --labeled-cases 1 --split val --methods unet --max-iters 20"
+    code = main(["bench", "--data", str(data), *options.split(), "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())["results"]["unet"]
     assert [v["name"] for v in result["volumes"]] == ["patient002_frame01"]

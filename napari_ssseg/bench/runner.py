@@ -182,7 +182,7 @@ def format_table(results: dict[str, MethodResult], class_names: list[str]) -> st
         s = result.summary()
         if not result.volumes:
             continue
-        cls = " ".join(f"{(c if c == c else float('nan')):12.3f}" for c in s["class_dice"])
+        cls = " ".join(f"{c:12.3f}" for c in s["class_dice"])
         lines.append(
             f"{name:10s} {s['mean_dice']:10.3f} ± {s['std_dice']:.3f} {cls} "
             f"{s['seconds_per_volume']:9.1f} {len(result.volumes):7d}"

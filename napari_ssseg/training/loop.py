@@ -59,10 +59,10 @@ class TrainProgress:
 
 @dataclass
 class TrainResult:
-    """What a run produced: the student's weights and how the run went."""
+    """What a run produced: the student's weights (exported rather than the EMA teacher's,
+    which matched or trailed them in paired runs) and how the run went."""
 
     state_dict: dict[str, torch.Tensor]
-    teacher_state_dict: dict[str, torch.Tensor] | None
     config: TrainConfig
     iterations: int
     elapsed: float
@@ -199,10 +199,8 @@ def train(
 
     if iteration == 0:
         raise TrainingCancelled("training was stopped before its first step; no model was made")
-    teacher_state = _cpu_state(teacher.module) if teacher is not None else None
     return TrainResult(
         _cpu_state(model),
-        teacher_state,
         config,
         iteration,
         time.monotonic() - start,

@@ -65,6 +65,7 @@ def test_cases_bench_trains_one_model(tmp_path, capsys):
     result = json.loads(out.read_text())["results"]["unet"]
     assert [v["name"] for v in result["volumes"]] == ["patient002_frame01"]
     assert result["fit_seconds"] > 0
+    assert result["fit_steps"] == 20
 
 
 def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):

@@ -24,6 +24,8 @@ class Method:
 
     name = "method"
     learns = False
+    last_steps: int | None = None
+    """Training steps of the last model fitted (None for methods that do not train)."""
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         """(X, Y, Z) labels from the annotated slices of ``volume``."""
@@ -73,10 +75,12 @@ class Learned(Method):
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
         model = train_model(project, self.config)
+        self.last_steps = model.summary["iterations"]
         return predict_volume(model, volume).labels
 
     def fit(self, project: Project) -> None:
         self.model = train_model(project, self.config)
+        self.last_steps = self.model.summary["iterations"]
 
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
         if self.model is None:

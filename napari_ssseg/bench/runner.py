@@ -64,6 +64,7 @@ class MethodResult:
     name: str
     volumes: list[dict] = field(default_factory=list)
     fit_seconds: float | None = None
+    fit_steps: int | None = None
 
     def summary(self) -> dict:
         mean, std = summarise([v["mean_dice"] for v in self.volumes])
@@ -77,6 +78,7 @@ class MethodResult:
             if self.volumes
             else None,
             "fit_seconds": self.fit_seconds,
+            "fit_steps": self.fit_steps,
             "volumes": self.volumes,
         }
 
@@ -121,7 +123,12 @@ def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
             start = time.perf_counter()
             pred = method.segment_sparse(volume, num_classes)
             seconds = time.perf_counter() - start
-            row = {"name": case.name, "annotated": annotated, "seconds": seconds}
+            row = {
+                "name": case.name,
+                "annotated": annotated,
+                "seconds": seconds,
+                "steps": method.last_steps,
+            }
             row.update(_score(pred, ref, num_classes, annotated, axis))
             results[method.name].volumes.append(row)
             print(
@@ -158,6 +165,7 @@ def _run_cases(settings, dataset, num_classes, methods, results, report) -> None
         start = time.perf_counter()
         method.fit(project)
         results[method.name].fit_seconds = time.perf_counter() - start
+        results[method.name].fit_steps = method.last_steps
         for case in test_cases:
             image, ref, axis = _load_case(case, settings.axis)
             start = time.perf_counter()

@@ -162,9 +162,12 @@ def load_model(folder: str | Path) -> TrainedModel:
     except (SafetensorError, OSError) as error:
         raise InputError(f"{weights_path}: unreadable weights ({error})") from error
     model = TrainedModel(state, config, list(settings["class_names"]), settings.get("summary", {}))
-    expected = build_unet(config.in_channels, model.num_classes, config.channels).state_dict()
-    if set(expected) != set(state) or any(expected[k].shape != state[k].shape for k in expected):
-        raise InputError(f"{weights_path}: weights do not fit the architecture in {SETTINGS_FILE}")
+    try:
+        model.network()  # strict load: any missing, extra or reshaped weight is refused
+    except RuntimeError as error:
+        raise InputError(
+            f"{weights_path}: weights do not fit the architecture in {SETTINGS_FILE}"
+        ) from error
     index = settings.get("annotations", {})
     if index:
         tensors = load_file(folder / ANNOTATIONS_FILE)

@@ -120,6 +120,9 @@ def train(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     dice_ce = supervised_loss()
+    unlabelled_loss = (
+        gated_consistency_loss if config.consistency_loss == "mse" else gated_pseudo_label_loss
+    )
     augment = make_augmentation(config.seed)
 
     history: list[TrainProgress] = []
@@ -164,11 +167,6 @@ def train(
             )
             # The last channel is the teacher's confidence 1 - u; areas the augmentation
             # moved in from outside the slice have confidence 0 and so never count.
-            unlabelled_loss = (
-                gated_consistency_loss
-                if config.consistency_loss == "mse"
-                else gated_pseudo_label_loss
-            )
             losses["consistency"] = unlabelled_loss(
                 unlabelled_logits, moved_targets[:, :-1], 1.0 - moved_targets[:, -1], threshold
             )

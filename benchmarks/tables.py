@@ -51,6 +51,8 @@ def table(path: Path) -> str:
 def main(names: list[str]) -> None:
     paths = [RESULTS / n for n in names] if names else sorted(RESULTS.glob("*.json"))
     for path in paths:
+        if "protocol" not in json.loads(path.read_text()):
+            continue  # not a segmentation benchmark (e.g. foundation_speed.json)
         print(table(path))
         print()
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
+TRAINING_METHODS = ("unet", "mt", "shape", "connect", "ssl", "sc-sam", "curriculum")
+"""The keys of ``training.config.METHODS``, repeated so ``--help`` needs no torch import."""
 
 
 class CliError(Exception):
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
     train.add_argument("--split", help="split of --data's dataset.json to use")
     train.add_argument("--classes", help="comma-separated class names for labels 1..C")
-    train.add_argument("--method", choices=("ssl", "unet"), default="unet")
+    train.add_argument("--method", choices=TRAINING_METHODS, default="unet")
     train.add_argument("--init", type=Path, help="warm-start from this model folder")
     train.add_argument("--config", type=Path, help="JSON file of training settings")
     _add_training_options(train)
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", choices=("ct", "mr"), default="ct")
     demo.add_argument("--organ", default="liver")
     demo.add_argument("--k", type=int, default=4, help="annotated slices to reveal")
-    demo.add_argument("--method", choices=("ssl", "unet"), default="unet")
+    demo.add_argument("--method", choices=TRAINING_METHODS, default="unet")
     _add_training_options(demo)
     demo.set_defaults(max_time=60.0)
 

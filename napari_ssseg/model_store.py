@@ -112,7 +112,9 @@ def save_model(model: TrainedModel, folder: str | Path) -> Path:
         index: dict[str, dict[str, int]] = {}
         for key, known in model.annotations.items():
             tensors[f"{key}.slices"] = torch.tensor(known.slices, dtype=torch.int64)
-            tensors[f"{key}.labels"] = torch.from_numpy(known.labels.astype(np.int16))
+            # Contiguous: labels from a napari layer may be a transposed (Fortran-order) view.
+            labels = np.ascontiguousarray(known.labels, dtype=np.int16)
+            tensors[f"{key}.labels"] = torch.from_numpy(labels)
             index[key] = {"axis": known.axis}
         if tensors:
             save_file(tensors, staging / ANNOTATIONS_FILE)

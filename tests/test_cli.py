@@ -194,3 +194,10 @@ def test_help_is_fast_and_lists_commands():
         assert command in result.stdout
     # Lazy imports: --help must not pull in torch or MONAI.
     assert "torch" not in result.stderr and "monai" not in result.stderr
+
+
+def test_cli_method_choices_match_the_presets():
+    from napari_ssseg.cli import TRAINING_METHODS
+    from napari_ssseg.training.config import METHODS
+
+    assert tuple(METHODS) == TRAINING_METHODS

@@ -9,6 +9,7 @@ from napari_ssseg.training.losses import (
     gated_consistency_loss,
     gated_pseudo_label_loss,
     supervised_loss,
+    weighted_pseudo_label_loss,
 )
 from napari_ssseg.training.schedules import poly_lr, sigmoid_rampup
 from napari_ssseg.training.uncertainty import (
@@ -47,6 +48,17 @@ def test_gated_pseudo_label_hand_value():
     assert float(gated_pseudo_label_loss(student, teacher, uncertainty, 0.5)) == pytest.approx(
         expected, rel=1e-5
     )
+
+
+def test_weighted_pseudo_label_hand_value():
+    student = torch.tensor([[2.0, 0.0], [0.0, 0.0]]).reshape(1, 2, 1, 2)
+    teacher = torch.tensor([[0.9, 0.3], [0.1, 0.7]]).reshape(1, 2, 1, 2)
+    weight = torch.tensor([[[1.0, 0.5]]])
+    # Mean over both pixels of weight * CE: (log(1 + e^-2) + 0.5 log 2) / 2.
+    expected = (math.log(1 + math.exp(-2)) + 0.5 * math.log(2)) / 2
+    loss = weighted_pseudo_label_loss(student, teacher, weight)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(weighted_pseudo_label_loss(student, teacher, torch.zeros(1, 1, 2))) == 0.0
 
 
 def test_supervised_loss_is_low_for_perfect_logits_and_high_for_wrong():

@@ -164,7 +164,8 @@ def test_manifest_parses() -> None:
         "ct": "Abdominal CT (TotalSegmentator sample)",
         "mr": "Abdominal MR (TotalSegmentator sample)",
     }
-    assert not contributions.widgets
+    (widget,) = contributions.widgets
+    assert widget.display_name == "Few-slice segmentation"
     for command in contributions.commands:
         module, attr = command.python_name.split(":")
         assert callable(getattr(importlib.import_module(module), attr)), command.python_name

@@ -117,3 +117,44 @@ def interpolate_between_slices(
         out_moved[..., : slices[0]] = moved[..., slices[0], None]
         out_moved[..., slices[-1] + 1 :] = moved[..., slices[-1], None]
     return out
+
+
+def blended_distances(
+    labels: np.ndarray,
+    annotated: Sequence[int],
+    num_classes: int,
+    spacing: tuple[float, float] = (1.0, 1.0),
+) -> dict[int, tuple[np.ndarray, float]]:
+    """Interpolated signed distances of every slice strictly between two annotated slices.
+
+    Args:
+        labels: int array (Z, H, W), slices first; only annotated slices are read.
+        annotated: indices of the annotated slices along Z.
+        num_classes: C (classes 1..C).
+        spacing: in-plane pixel size (H, W) so distances are physical.
+
+    Returns:
+        ``{z: (maps, gap)}`` with ``maps`` float32 (C, H, W), class c's blended signed
+        distance at index c - 1 (> 0 inside), and ``gap`` the distance in slices from ``z`` to
+        the nearer of its two annotated neighbours.
+    """
+    slices = sorted({int(i) for i in annotated})
+    far = float(max(labels.shape[1] * spacing[0], labels.shape[2] * spacing[1]))
+
+    def class_maps(index: int) -> np.ndarray:
+        return np.stack(
+            [signed_distance(labels[index] == c, spacing, far) for c in range(1, num_classes + 1)]
+        )
+
+    out: dict[int, tuple[np.ndarray, float]] = {}
+    if len(slices) < 2:
+        return out
+    maps = class_maps(slices[0])
+    for lo, hi in zip(slices[:-1], slices[1:], strict=True):
+        next_maps = class_maps(hi)
+        for index in range(lo + 1, hi):
+            weight = (index - lo) / (hi - lo)
+            blended = ((1.0 - weight) * maps + weight * next_maps).astype(np.float32)
+            out[index] = (blended, float(min(index - lo, hi - index)))
+        maps = next_maps
+    return out

@@ -16,7 +16,7 @@ from napari_ssseg.baselines.interpolation import interpolate_between_slices
 from napari_ssseg.inference.predict import predict_volume
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.pipeline import train_model
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.config import METHODS, TrainConfig
 
 
 class Method:
@@ -62,7 +62,7 @@ class Interpolation(Method):
 
 @dataclass
 class Learned(Method):
-    """A trained U-Net (``unet``: supervised only; ``ssl``: with the mean teacher)."""
+    """A trained U-Net; ``config.method`` names the preset (see ``training.config.METHODS``)."""
 
     config: TrainConfig
     model: TrainedModel | None = None
@@ -88,7 +88,33 @@ class Learned(Method):
         return predict_volume(self.model, volume).labels
 
 
-METHOD_NAMES = ("interp", "interp-nn", "unet", "ssl")
+@dataclass
+class SamBox(Method):
+    """LiteMedSAM alone, prompted with boxes of the shapes interpolated between annotated
+    slices (see :mod:`napari_ssseg.foundation.box_propagation`)."""
+
+    config: TrainConfig
+    name = "sam-box"
+
+    def __post_init__(self) -> None:
+        self._backend = None
+        self._cache = None
+
+    def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
+        from napari_ssseg.foundation.box_propagation import segment_with_propagated_boxes
+        from napari_ssseg.foundation.checkpoints import default_cache_dir
+        from napari_ssseg.foundation.embedding_cache import EmbeddingCache
+        from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
+
+        if self._backend is None:
+            self._backend = LiteMedSamBackend.load()
+            self._cache = EmbeddingCache(default_cache_dir() / "embeddings")
+        return segment_with_propagated_boxes(
+            volume, num_classes, self._backend, self._cache, self.config.intensity
+        )
+
+
+METHOD_NAMES = ("interp", "interp-nn", "sam-box", *METHODS)
 
 
 def make_method(name: str, config: TrainConfig) -> Method:
@@ -97,6 +123,8 @@ def make_method(name: str, config: TrainConfig) -> Method:
         return Interpolation(extrapolate=False)
     if name == "interp-nn":
         return Interpolation(extrapolate=True)
-    if name in ("unet", "ssl"):
+    if name == "sam-box":
+        return SamBox(config)
+    if name in METHODS:
         return Learned(replace(config, method=name))
     raise ValueError(name)

@@ -65,6 +65,7 @@ class SlicePool:
 
     def __init__(self, project: Project, size: int, intensity: IntensityConfig, context: int = 0):
         self.context = context
+        self.num_classes = project.num_classes
         self.volumes = [prepare_volume(v, size, intensity) for v in project.volumes]
         self.labelled: list[SliceRef] = []
         self.unlabelled: list[SliceRef] = []

@@ -14,6 +14,7 @@ import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, default_slice_axis, slice_index
 from napari_ssseg.data.slices import prepare_image, stack_context
+from napari_ssseg.inference.connectivity import keep_connected_to_annotation
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.loop import resolve_device
@@ -29,7 +30,9 @@ class Prediction:
     """Results on the source grid of one volume.
 
     Attributes:
-        labels: (X, Y, Z) int16: the user's labels on annotated slices, argmax elsewhere.
+        labels: (X, Y, Z) int16: the user's labels on annotated slices, argmax elsewhere
+            (with ``keep_connected``, components touching no annotated voxel of their class
+            are background).
         uncertainty: (X, Y, Z) float32 in [0, 1]: normalised predictive entropy.
         slice_scores: (N,) float per slice along ``axis``: mean uncertainty.
         annotated: annotated slice indices (kept from the user).
@@ -83,10 +86,14 @@ def predict_volume(
         if on_progress is not None:
             on_progress(indices.stop / num_slices)
 
+    seeds = np.zeros_like(labels)
     for i in annotation.annotated_slices:
         key = slice_index(annotation.axis, i)
         labels[key] = annotation.labels[key]
+        seeds[key] = annotation.labels[key]
         uncertainty[key] = 0.0
+    if config.keep_connected:
+        labels, _ = keep_connected_to_annotation(labels, seeds, model.num_classes)
     per_slice = torch.from_numpy(np.moveaxis(uncertainty, annotation.axis, 0).copy())
     scores = slice_uncertainty_scores(per_slice).numpy()
     return Prediction(labels, uncertainty, scores, annotation.annotated_slices, annotation.axis)

@@ -9,9 +9,23 @@ from typing import Any
 from napari_ssseg.data.intensity import MODALITIES, IntensityConfig
 from napari_ssseg.errors import SsSegError
 
-METHODS = ("unet", "ssl")
-"""``unet``: supervised on annotated slices only. ``ssl``: plus the uncertainty-aware
-mean teacher on every unannotated slice."""
+METHODS: dict[str, tuple[str, ...]] = {
+    "unet": (),
+    "mt": ("mean",),
+    "shape": ("shape",),
+    "connect": ("connect",),
+    "ssl": ("mean", "shape"),
+    "sc-sam": ("sam",),
+    "curriculum": ("self",),
+}
+"""Method presets and the teachers they train with (see :mod:`napari_ssseg.training.teachers`).
+
+``unet``: supervised on annotated slices only. ``mt``: plus the uncertainty-aware mean teacher
+on every unannotated slice. ``shape``: plus shape continuity (targets interpolated between
+annotated slices, gated by distance to the contour and to the annotated slices).
+``connect``: plus 3-D continuity (predicted components not connected to the annotation taught
+as background). ``ssl``: mean teacher and shape continuity. ``sc-sam``: the foundation model
+prompted by the student's prediction (frozen for now; see ``training/sam_teacher.py``)."""
 
 
 @dataclass
@@ -47,7 +61,23 @@ class TrainConfig:
     teacher_noise: float = 0.1
     threshold_start: float = 0.5
     threshold_end: float = 0.8
+    shape_weight: float = 1.0
+    shape_margin_mm: float = 2.0
+    shape_range_mm: float = 10.0
+    connect_weight: float = 1.0
+    connect_refresh: int = 50
+    curriculum_start_fraction: float = 0.5
+    curriculum_weight: float = 0.5
+    foundation_model: str = "litemedsam"
+    foundation_checkpoint: str | None = None
+    embedding_cache: str | None = None
+    sam_weight: float = 1.0
+    sam_refresh: int = 25
+    sam_slices: int = 8
     inference_passes: int = 8
+    # Drop predicted 3-D components touching no annotated voxel of their class (see
+    # inference/connectivity.py); +2 to +20 Dice points per volume on LA and ACDC pilots.
+    keep_connected: bool = True
     seed: int = 0
     device: str = "auto"
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
@@ -81,10 +111,23 @@ class TrainConfig:
             raise SsSegError("batch_size and unlabelled_batch_size must be at least 1")
         if self.teacher_refresh < 1 or self.teacher_cache < 1:
             raise SsSegError("teacher_refresh and teacher_cache must be at least 1")
+        if self.shape_margin_mm <= 0 or self.shape_range_mm <= 0 or self.shape_weight < 0:
+            raise SsSegError(
+                "shape_margin_mm and shape_range_mm must be positive and shape_weight >= 0"
+            )
+        if self.connect_refresh < 1 or self.connect_weight < 0:
+            raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")
+        if self.sam_refresh < 1 or self.sam_slices < 1 or self.sam_weight < 0:
+            raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
         if self.context < 0:
             raise SsSegError("context must be 0 or more")
         if self.intensity.modality not in MODALITIES:
             raise SsSegError(f"modality must be one of {', '.join(MODALITIES)}")
+
+    @property
+    def teachers(self) -> tuple[str, ...]:
+        """The teachers of this run's method."""
+        return METHODS[self.method]
 
     @property
     def in_channels(self) -> int:

@@ -1,15 +1,27 @@
-"""The training loop: supervised U-Net plus an uncertainty-aware mean teacher.
+"""The training loop: a supervised U-Net plus the teachers of the chosen method.
 
-Every step trains the student on a batch of annotated slices (Dice + CE). With
-``method="ssl"`` it also draws a batch of unannotated slices; an EMA teacher predicts them
-with MC dropout and input noise, and the student, seeing the same slices augmented, is
-pulled toward the teacher's probabilities (moved by the same augmentation) on pixels whose
-normalised predictive entropy is below a threshold that rises from ``threshold_start`` to
-``threshold_end``; the consistency weight ramps up sigmoidally.
+Every step trains the student on a batch of annotated slices (Dice + CE). When the method has
+teachers (:mod:`napari_ssseg.training.teachers`) and there are unannotated slices, the step
+also draws a batch of them; each teacher's targets for those slices (moved by the same
+augmentation as the student's input) give one loss term:
 
-On the CPU the teacher's MC-dropout passes would cost more than the student's step, so the
-teacher predicts a cache of ``teacher_cache`` unannotated slices every ``teacher_refresh``
-steps and batches are drawn from that cache; the EMA teacher moves little in between.
+- ``mean``: squared error (or CE) toward the EMA teacher's probabilities on pixels whose
+  normalised predictive entropy is below a threshold rising from ``threshold_start`` to
+  ``threshold_end``, weighted by ``consistency_weight`` with a sigmoid ramp-up from
+  ``ssl_start``;
+- ``shape``: cross-entropy toward the interpolated shape, weighted per pixel by its
+  confidence and by ``shape_weight``, from the first step (its targets do not depend on the
+  student);
+- ``sam``: cross-entropy toward the foundation model's masks prompted by the student,
+  weighted per pixel by its confidence and by ``sam_weight`` with the ramp-up from
+  ``ssl_start``;
+- ``connect``: cross-entropy toward background on the pixels of predicted components not
+  connected to the annotation, weighted by ``connect_weight``, from ``ssl_start``.
+
+On the CPU the mean teacher's MC-dropout passes would cost more than the student's step, so
+targets are computed for a cache of ``teacher_cache`` unannotated slices every
+``teacher_refresh`` steps and batches are drawn from that cache; the EMA teacher moves little
+in between.
 """
 
 from __future__ import annotations
@@ -28,14 +40,14 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import (
     gated_consistency_loss,
     gated_pseudo_label_loss,
     supervised_loss,
+    weighted_pseudo_label_loss,
 )
 from napari_ssseg.training.schedules import poly_lr, sigmoid_rampup
-from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
+from napari_ssseg.training.teachers import Teacher, build_teachers
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,24 +82,72 @@ class TrainResult:
     history: list[TrainProgress] = field(default_factory=list)
 
 
-def _teacher_targets(
-    teacher: torch.nn.Module, inputs: torch.Tensor, config: TrainConfig, device: torch.device
-) -> torch.Tensor:
-    """Teacher probabilities and confidence on un-augmented slices: (B, K + 1, S, S) on the CPU.
-
-    Channels 0..K-1 are the MC-dropout mean probabilities, channel K is 1 - normalised entropy.
-    """
-    chunks = []
-    for first in range(0, len(inputs), 16):
-        batch = inputs[first : first + 16].to(device)
-        probs = mc_dropout_probs(teacher, batch, config.teacher_passes, config.teacher_noise)
-        chunks.append(torch.cat([probs, 1.0 - normalised_entropy(probs)[:, None]], dim=1).cpu())
-    return torch.cat(chunks)
-
-
 def _draw(rng: np.random.Generator, refs: list[SliceRef], count: int) -> list[SliceRef]:
     picks = rng.choice(len(refs), size=count, replace=len(refs) < count)
     return [refs[i] for i in picks]
+
+
+class _TargetCache:
+    """Unannotated slices with every active teacher's targets, refreshed every
+    ``teacher_refresh`` steps (and whenever another teacher switches on).
+
+    Each active teacher contributes an equal share of the cache's slices from those it covers,
+    so a teacher that speaks about few slices (shape continuity) is not drowned out; a teacher
+    whose targets changed (its ``version``) also refreshes the cache.
+    """
+
+    def __init__(self, teachers: list[Teacher], config: TrainConfig, rng: np.random.Generator):
+        self.config = config
+        self.rng = rng
+        self.refs: list[SliceRef] = []
+        self.targets: list[torch.Tensor] = []
+        self.key: tuple[tuple[str, int], ...] = ()
+        self.refreshed = 0
+
+    def batch(
+        self, active: list[Teacher], iteration: int, count: int
+    ) -> tuple[list[SliceRef], list[torch.Tensor]]:
+        """``count`` slices from the cache and each active teacher's (count, K + 1, S, S)."""
+        key = tuple((t.name, t.version) for t in active)
+        stale = iteration - self.refreshed >= self.config.teacher_refresh
+        if key != self.key or stale:
+            share = max(1, self.config.teacher_cache // len(active))
+            self.refs = [ref for t in active for ref in _draw(self.rng, t.covers(), share)]
+            self.targets = [t.targets(self.refs) for t in active]
+            self.key, self.refreshed = key, iteration
+        picks = self.rng.choice(len(self.refs), size=count)
+        return [self.refs[i] for i in picks], [t[picks] for t in self.targets]
+
+
+def _teacher_term(
+    teacher: Teacher,
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    fraction: float,
+    config: TrainConfig,
+) -> tuple[torch.Tensor, float]:
+    """One teacher's loss on the unannotated batch and its weight at this point of training.
+
+    ``target`` is (B, K + 1, S, S): probabilities, then confidence.
+    """
+    probs, confidence = target[:, :-1], target[:, -1]
+    if teacher.name == "shape":
+        return weighted_pseudo_label_loss(logits, probs, confidence), config.shape_weight
+    if teacher.name == "sam":
+        ramp = sigmoid_rampup(fraction - teacher.start, config.rampup)
+        return weighted_pseudo_label_loss(logits, probs, confidence), config.sam_weight * ramp
+    if teacher.name == "self":
+        ramp = sigmoid_rampup(fraction - teacher.start, config.rampup)
+        threshold = config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
+        loss = gated_pseudo_label_loss(logits, probs, 1.0 - confidence, threshold)
+        return loss, config.curriculum_weight * ramp
+    if teacher.name == "connect":
+        # Mean CE over the corrected pixels only: they are few, and all of them count.
+        return gated_pseudo_label_loss(logits, probs, 1.0 - confidence, 0.5), config.connect_weight
+    ramp = sigmoid_rampup(fraction - teacher.start, config.rampup)
+    threshold = config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
+    gated = gated_consistency_loss if config.consistency_loss == "mse" else gated_pseudo_label_loss
+    return gated(logits, probs, 1.0 - confidence, threshold), config.consistency_weight * ramp
 
 
 def train(
@@ -114,23 +174,18 @@ def train(
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device).train()
-    use_teacher = config.method == "ssl" and bool(pool.unlabelled)
-    teacher = ema_teacher(model, config.ema_decay) if use_teacher else None
+    teachers = build_teachers(config.teachers, project, pool, model, config, device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     dice_ce = supervised_loss()
-    unlabelled_loss = (
-        gated_consistency_loss if config.consistency_loss == "mse" else gated_pseudo_label_loss
-    )
     augment = make_augmentation(config.seed)
+    cache = _TargetCache(teachers, config, rng)
 
     history: list[TrainProgress] = []
     start = time.monotonic()
     iteration = 0
     stopped_early = False
-    cached: list[SliceRef] | None = None
-    refreshed = 0
     while iteration < config.max_iters:
         elapsed = time.monotonic() - start
         fraction = iteration / config.max_iters
@@ -147,40 +202,38 @@ def train(
         refs = _draw(rng, pool.labelled, config.batch_size)
         images, extra = augment_batch(augment, pool.inputs(refs), {"label": pool.targets(refs)})
         images, labels = images.to(device), extra["label"].to(device)
+        active = []
+        for teacher in teachers:
+            if fraction >= teacher.start:
+                teacher.prepare(model, iteration, fraction)
+                if teacher.covers():
+                    active.append(teacher)
         losses: dict[str, torch.Tensor] = {}
-        weight = 0.0
-        if teacher is not None and fraction >= config.ssl_start:
-            if cached is None or (iteration - refreshed) >= config.teacher_refresh:
-                refreshed = iteration
-                cached = _draw(rng, pool.unlabelled, config.teacher_cache)
-                targets = _teacher_targets(teacher.module, pool.inputs(cached), config, device)
-            picks = rng.choice(len(cached), size=config.unlabelled_batch_size)
+        total = torch.zeros((), device=device)
+        if active:
+            picked, targets = cache.batch(active, iteration, config.unlabelled_batch_size)
             unlabelled, moved = augment_batch(
-                augment, pool.inputs([cached[i] for i in picks]), {"target": targets[picks]}
+                augment, pool.inputs(picked), {"target": torch.cat(targets, dim=1)}
             )
-            unlabelled, moved_targets = unlabelled.to(device), moved["target"].to(device)
-            logits = model(torch.cat([images, unlabelled]))
+            logits = model(torch.cat([images, unlabelled.to(device)]))
             logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
-            ramp = sigmoid_rampup(fraction - config.ssl_start, config.rampup)
-            threshold = (
-                config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
-            )
-            # The last channel is the teacher's confidence 1 - u; areas the augmentation
-            # moved in from outside the slice have confidence 0 and so never count.
-            losses["consistency"] = unlabelled_loss(
-                unlabelled_logits, moved_targets[:, :-1], 1.0 - moved_targets[:, -1], threshold
-            )
-            weight = config.consistency_weight * ramp
+            # Areas the augmentation moved in from outside the slice have confidence 0, so
+            # they never count.
+            moved_targets = moved["target"].to(device).split(targets[0].shape[1], dim=1)
+            for teacher, target in zip(active, moved_targets, strict=True):
+                loss, weight = _teacher_term(teacher, unlabelled_logits, target, fraction, config)
+                losses[teacher.name] = loss
+                total = total + weight * loss
         else:
             logits = model(images)
         losses["supervised"] = dice_ce(logits, labels)
-        total = losses["supervised"] + weight * losses.get("consistency", 0.0)
+        total = total + losses["supervised"]
 
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        if teacher is not None:
-            teacher.update_parameters(model)
+        for teacher in teachers:
+            teacher.update(model)
         iteration += 1
 
         if iteration % report_every == 0 or iteration == 1:

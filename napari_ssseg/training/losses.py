@@ -48,3 +48,21 @@ def gated_pseudo_label_loss(
     target = teacher_probs.detach().argmax(dim=1)
     error = torch.nn.functional.cross_entropy(student_logits, target, reduction="none")
     return (error * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def weighted_pseudo_label_loss(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy against the teacher's argmax, weighted per pixel.
+
+    Args:
+        student_logits: (B, K, S, S).
+        teacher_probs: (B, K, S, S) target probabilities (no gradient).
+        weight: (B, S, S) in [0, 1], e.g. the teacher's confidence.
+
+    Returns:
+        Mean over all pixels of weight * CE, so a teacher that is unsure everywhere adds little.
+    """
+    target = teacher_probs.detach().argmax(dim=1)
+    error = torch.nn.functional.cross_entropy(student_logits, target, reduction="none")
+    return (error * weight.detach()).mean()

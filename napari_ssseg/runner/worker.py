@@ -1,0 +1,163 @@
+"""The child process of a background run: train, predict, save; report through a queue.
+
+Runs in a fresh ``spawn`` process so that napari's event loop never waits on it and every
+byte of (GPU) memory it used is returned when it exits. Nothing here touches the previous
+model folder until the new model and all predictions exist.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ssseg.annotation import AnnotatedVolume, slice_index
+from napari_ssseg.errors import SsSegError, TrainingCancelled
+from napari_ssseg.runner.events import ProgressEvent, RunStatus, StatusEvent
+from napari_ssseg.runner.job import TrainingJob, VolumeInput
+from napari_ssseg.runner.results import RunResult, VolumeResult, write_results
+
+RESULTS_DIR = "results"
+ERROR_LOG = "error.log"
+
+
+def _parent_gone() -> bool:
+    """Whether the process that started this one has died (then nobody wants the result)."""
+    parent = mp.parent_process()
+    return parent is not None and not parent.is_alive()
+
+
+class _Stopped(Exception):
+    """Raised inside a progress callback to leave prediction when a stop was requested."""
+
+
+def serve(jobs: Any, events: Any, stop: Any, ready: Any) -> None:
+    """Entry point of the child process: import the heavy modules, then run one job.
+
+    ``jobs`` delivers the job folder (None means: exit without a job), ``events`` takes the
+    reports, ``stop`` is set by the parent to cancel, ``ready`` is set once the imports are
+    done. Importing first lets a spare child get ready while the user is still annotating.
+    """
+    import napari_ssseg.inference.predict  # noqa: F401
+    import napari_ssseg.pipeline  # noqa: F401
+
+    ready.set()
+
+    job_dir = None
+    while not _parent_gone():
+        try:
+            job_dir = jobs.get(timeout=0.5)
+            break
+        except queue.Empty:
+            continue
+    if job_dir is not None:
+        run_job(job_dir, events, stop)
+    # Flush the last events, then leave without the interpreter's teardown of torch and
+    # MONAI (about 2 s); every file the run writes is complete by now.
+    events.close()
+    events.join_thread()
+    os._exit(0)
+
+
+def run_job(job_dir: str, events: Any, stop: Any) -> None:
+    """Entry point of the child: run the job in ``job_dir``, putting events on ``events``.
+
+    ``events`` is a multiprocessing queue, ``stop`` a multiprocessing event the parent sets
+    to cancel. The last event is always a :class:`StatusEvent` with a finished status.
+    """
+    folder = Path(job_dir)
+    events.put(StatusEvent(RunStatus.RUNNING))
+    try:
+        message = _run(folder, events, stop)
+    except (_Stopped, TrainingCancelled):
+        events.put(StatusEvent(RunStatus.STOPPED, "training was cancelled; no model was saved"))
+    except SsSegError as error:
+        events.put(StatusEvent(RunStatus.ERROR, str(error)))
+    except Exception as error:  # anything else still ends as one readable line
+        log = folder / ERROR_LOG
+        log.write_text(traceback.format_exc())
+        events.put(
+            StatusEvent(
+                RunStatus.ERROR,
+                f"training failed: {type(error).__name__}: {error} (details in {log})",
+            )
+        )
+    else:
+        if message is None:
+            events.put(StatusEvent(RunStatus.STOPPED, "training was cancelled; no model was saved"))
+        else:
+            events.put(StatusEvent(RunStatus.DONE, message))
+
+
+def _run(folder: Path, events: Any, stop: Any) -> str | None:
+    """Train, predict and save; returns the results folder, or None when stopped."""
+    import torch
+
+    from napari_ssseg.model_store import load_model, save_model
+    from napari_ssseg.pipeline import train_model
+
+    job = TrainingJob.read(folder)
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    config = job.train_config()
+    project = job.project()
+    init = load_model(job.init_model_dir) if job.init_model_dir is not None else None
+
+    def on_train(snapshot: Any) -> None:
+        events.put(
+            ProgressEvent(
+                "train", snapshot.fraction, snapshot.elapsed, snapshot.iteration, snapshot.losses
+            )
+        )
+
+    def should_stop() -> bool:
+        return stop.is_set() or _parent_gone()
+
+    model = train_model(project, config, init, on_progress=on_train, should_stop=should_stop)
+    if should_stop():
+        return None
+    results = [
+        _predict(model, volume, annotated, events, stop)
+        for volume, annotated in zip(job.volumes, project.volumes, strict=True)
+        if volume.predict
+    ]
+    staged = write_results(RunResult(job.model_dir, model.summary, results), folder / RESULTS_DIR)
+    if stop.is_set():
+        return None
+    job.model_dir.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, job.model_dir)
+    return str(staged)
+
+
+def _predict(
+    model: Any, volume: VolumeInput, annotated: AnnotatedVolume, events: Any, stop: Any
+) -> VolumeResult:
+    """Predict one volume as the CLI does. With probe slices, predict it a second time with
+    those slices left unannotated, to read the network's own labels there."""
+    from napari_ssseg.inference.predict import predict_volume
+
+    start = time.monotonic()
+
+    def check_stop(fraction: float) -> None:
+        if stop.is_set() or _parent_gone():
+            raise _Stopped
+
+    def on_progress(fraction: float) -> None:
+        check_stop(fraction)
+        events.put(ProgressEvent("predict", fraction, time.monotonic() - start))
+
+    prediction = predict_volume(model, annotated, on_progress=on_progress)
+    probes = sorted(set(volume.probe_slices))
+    if not probes:
+        return VolumeResult(volume.name, prediction)
+    kept = [i for i in annotated.annotated_slices if i not in probes]
+    unprobed = AnnotatedVolume.from_labels(annotated.image, annotated.labels, annotated.axis, kept)
+    raw = predict_volume(model, unprobed, on_progress=check_stop).labels
+    probe_labels = np.stack([raw[slice_index(annotated.axis, i)] for i in probes])
+    return VolumeResult(volume.name, prediction, probes, probe_labels.astype(np.int16))

@@ -1,0 +1,614 @@
+"""The napari dock widget: annotate a few slices, train in the background, review, export.
+
+Thin by design: the session state lives in :class:`AnnotationSession`, runs in
+:class:`LocalRunner` (followed by :class:`RunMonitor`), files in ``project_store`` and
+``io.outputs``. This module only wires napari layers and Qt controls to them.
+
+Shortcuts on the viewer: Shift+N goes to the next slice of the review queue, Shift+A accepts
+the pseudo-labels of the slice in view.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ssseg.errors import SsSegError
+from napari_ssseg.io.outputs import write_prediction
+from napari_ssseg.project_store import MODEL_DIR, autosave_time, default_project_dir
+from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
+from napari_ssseg.training.config import METHODS, TrainConfig
+from napari_ssseg.widgets.layers import (
+    PSEUDO_LABELS,
+    UNCERTAINTY,
+    current_slice,
+    grid_kwargs,
+    layer_axis,
+    same_grid,
+    to_layer,
+    volume_from_layer,
+    world_position,
+)
+from napari_ssseg.widgets.loss_plot import LossPlot
+from napari_ssseg.widgets.run_monitor import RunMonitor, percent
+from napari_ssseg.widgets.session import AnnotationSession, parse_class_names
+
+NEXT_KEY = "Shift-N"
+ACCEPT_KEY = "Shift-A"
+DEFAULT_BUDGET_S = 60.0
+
+
+def _unbind_keys(viewer: Any) -> None:
+    for key in (NEXT_KEY, ACCEPT_KEY):
+        viewer.bind_key(key, None)
+
+
+class SsSegWidget(QWidget):
+    """Dock widget of napari-ssseg.
+
+    ``config_overrides`` (a dict of :class:`TrainConfig` fields) is merged over the
+    settings chosen in the widget; tests and scripts use it for tiny runs.
+    """
+
+    def __init__(self, napari_viewer: Any, runner: LocalRunner | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        # A runner passed in belongs to the caller (it may serve several widgets).
+        self._owns_runner = runner is None
+        self.runner = runner if runner is not None else LocalRunner(prewarm=True)
+        self.monitor = RunMonitor(self.runner, parent=self)
+        self.session: AnnotationSession | None = None
+        self.config_overrides: dict[str, Any] = {}
+        self.last_click_to_result: float | None = None
+        self.warm_started = False
+        self._session_layers: tuple[Any, Any] | None = None
+        self._watched: set[int] = set()
+        self._clicked_at = 0.0
+        self._default_export: str | None = None
+        self._build()
+        self._connect()
+        self._refresh_layer_choices()
+        self.viewer.bind_key(NEXT_KEY, lambda _viewer: self.next_review(), overwrite=True)
+        self.viewer.bind_key(ACCEPT_KEY, lambda _viewer: self.accept_current(), overwrite=True)
+        self.destroyed.connect(partial(_unbind_keys, self.viewer))
+        if self._owns_runner:
+            self.destroyed.connect(self.runner.close)
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+
+        data = QGroupBox("Image and labels")
+        form = QFormLayout(data)
+        self.image_combo = QComboBox()
+        self.labels_combo = QComboBox()
+        self.new_labels_button = QPushButton("New")
+        self.new_labels_button.setToolTip("Add an empty labels layer on the image's grid")
+        labels_row = QHBoxLayout()
+        labels_row.addWidget(self.labels_combo, 1)
+        labels_row.addWidget(self.new_labels_button)
+        self.class_edit = QLineEdit()
+        self.class_edit.setPlaceholderText("class names for labels 1, 2, ...: liver, spleen")
+        self.project_edit = QLineEdit()
+        self.project_edit.setToolTip("Autosave folder (default: <image name>.ssseg beside it)")
+        self.restore_button = QPushButton("Restore autosave")
+        self.restore_button.setEnabled(False)
+        self.autosave_label = QLabel("")
+        self.autosave_label.setWordWrap(True)
+        form.addRow("Image", self.image_combo)
+        form.addRow("Labels", labels_row)
+        form.addRow("Classes", self.class_edit)
+        form.addRow("Project", self.project_edit)
+        form.addRow(self.restore_button, self.autosave_label)
+        layout.addWidget(data)
+
+        slices = QGroupBox("Annotated slices")
+        column = QVBoxLayout(slices)
+        self.annotated_label = QLabel("0 annotated")
+        self.annotated_label.setWordWrap(True)
+        self.mark_button = QPushButton("Mark current slice annotated (empty) / unmark")
+        column.addWidget(self.annotated_label)
+        column.addWidget(self.mark_button)
+        layout.addWidget(slices)
+
+        training = QGroupBox("Training")
+        form = QFormLayout(training)
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(METHODS))
+        self.method_combo.setCurrentText(TrainConfig().method)
+        self.budget_spin = QDoubleSpinBox()
+        self.budget_spin.setRange(5.0, 36000.0)
+        self.budget_spin.setDecimals(0)
+        self.budget_spin.setSuffix(" s")
+        self.budget_spin.setValue(DEFAULT_BUDGET_S)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        self.train_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.loss_plot = LossPlot()
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        form.addRow("Method", self.method_combo)
+        form.addRow("Time budget", self.budget_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow(buttons)
+        form.addRow(self.progress_bar)
+        form.addRow(self.loss_plot)
+        form.addRow(self.status_label)
+        layout.addWidget(training)
+
+        review = QGroupBox("Review (most uncertain first)")
+        column = QVBoxLayout(review)
+        self.review_list = QListWidget()
+        self.review_list.setMaximumHeight(130)
+        self.next_button = QPushButton("Next (Shift+N)")
+        self.accept_button = QPushButton("Accept slice (Shift+A)")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.next_button)
+        buttons.addWidget(self.accept_button)
+        self.agreement_label = QLabel("")
+        self.agreement_label.setWordWrap(True)
+        column.addWidget(self.review_list)
+        column.addLayout(buttons)
+        column.addWidget(self.agreement_label)
+        layout.addWidget(review)
+
+        export = QGroupBox("Export")
+        row = QHBoxLayout(export)
+        self.export_edit = QLineEdit()
+        self.export_edit.setPlaceholderText("output folder")
+        self.export_button = QPushButton("Export")
+        row.addWidget(self.export_edit, 1)
+        row.addWidget(self.export_button)
+        layout.addWidget(export)
+        layout.addStretch(1)
+
+    def _connect(self) -> None:
+        layers = self.viewer.layers
+        for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            event.connect(self._refresh_layer_choices)
+        self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        self.project_edit.textChanged.connect(self._on_project_changed)
+        self.labels_combo.currentTextChanged.connect(self._on_labels_changed)
+        self.new_labels_button.clicked.connect(self.new_labels_layer)
+        self.restore_button.clicked.connect(self.restore)
+        self.mark_button.clicked.connect(self.toggle_current_mark)
+        self.train_button.clicked.connect(self.train)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.review_list.itemClicked.connect(self._on_review_clicked)
+        self.next_button.clicked.connect(self.next_review)
+        self.accept_button.clicked.connect(self.accept_current)
+        self.export_button.clicked.connect(self.export)
+        self.monitor.progressed.connect(self._on_progress)
+        self.monitor.status_changed.connect(self._on_status)
+        self.monitor.finished.connect(self._on_finished)
+        # Painting fires many events; recount the annotated slices once it settles.
+        self._recount = QTimer(self)
+        self._recount.setSingleShot(True)
+        self._recount.setInterval(150)
+        self._recount.timeout.connect(self._show_annotated)
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def _layer(self, name: str, kind: type) -> Any:
+        found = [layer for layer in self.viewer.layers if layer.name == name]
+        return found[0] if found and isinstance(found[0], kind) else None
+
+    def image_layer(self) -> Image | None:
+        return self._layer(self.image_combo.currentText(), Image)
+
+    def labels_layer(self) -> Labels | None:
+        return self._layer(self.labels_combo.currentText(), Labels)
+
+    def _refresh_layer_choices(self, *_: Any) -> None:
+        own = {PSEUDO_LABELS, UNCERTAINTY}
+        images = [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and layer.ndim == 3 and layer.name not in own
+        ]
+        labels = [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, Labels) and layer.name not in own
+        ]
+        for combo, names in ((self.image_combo, images), (self.labels_combo, labels)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+            if combo.currentText() != current:
+                combo.currentTextChanged.emit(combo.currentText())
+
+    def new_labels_layer(self) -> Labels | None:
+        """Add an empty labels layer on the chosen image's grid and pick it."""
+        image = self.image_layer()
+        if image is None:
+            show_error("napari-ssseg: pick a 3-D image layer first")
+            return None
+        layer = self.viewer.add_labels(
+            np.zeros(image.data.shape, np.uint8), name=f"{image.name} labels", **grid_kwargs(image)
+        )
+        self.labels_combo.setCurrentText(layer.name)
+        return layer
+
+    def _on_image_changed(self, _name: str) -> None:
+        self.session = None
+        image = self.image_layer()
+        if image is None:
+            return
+        try:
+            folder = default_project_dir(volume_from_layer(image))
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return
+        self.project_edit.setText(str(folder))
+
+    def _on_project_changed(self, text: str) -> None:
+        """Follow the project folder with the export folder (until the user edits it)."""
+        previous = self._default_export
+        if previous is None or self.export_edit.text() in ("", previous):
+            self._default_export = str(Path(text).expanduser() / "export")
+            self.export_edit.setText(self._default_export)
+        self._show_autosave()
+
+    def _on_labels_changed(self, _name: str) -> None:
+        self.session = None
+        layer = self.labels_layer()
+        if layer is not None and id(layer) not in self._watched:
+            self._watched.add(id(layer))
+            for event in (layer.events.paint, layer.events.data, layer.events.labels_update):
+                event.connect(self._on_labels_edited)
+        self._show_annotated()
+
+    def _on_labels_edited(self, event: Any = None) -> None:
+        if self.session is not None and self._session_layers is not None:
+            labels = self._session_layers[1]
+            view = np.transpose(labels.data, (2, 1, 0))
+            if not np.shares_memory(view, self.session.labels):
+                self.session.labels = view  # the layer's array was replaced
+        self._recount.start()
+
+    # -- session ----------------------------------------------------------------------------
+
+    def ensure_session(self) -> AnnotationSession:
+        """The session for the chosen layers (made on first use); raises SsSegError."""
+        image, labels = self.image_layer(), self.labels_layer()
+        if image is None:
+            raise SsSegError("pick a 3-D image layer")
+        if labels is None:
+            labels = self.new_labels_layer()
+        if not same_grid(image, labels):
+            raise SsSegError(
+                f"labels layer {labels.name!r} is not on the grid of {image.name!r} (shape, "
+                "scale and translate must match); use New to make one"
+            )
+        if self.session is None or self._session_layers != (image, labels):
+            view = np.transpose(labels.data, (2, 1, 0))
+            self.session = AnnotationSession(volume_from_layer(image), view)
+            self._session_layers = (image, labels)
+        names = parse_class_names(self.class_edit.text())
+        if names:
+            self.session.class_names = names
+        return self.session
+
+    def _fill_class_names(self, session: AnnotationSession) -> None:
+        """Without names typed in, name classes ``class 1..C`` after the largest label."""
+        if not session.class_names:
+            largest = int(np.max(session.labels)) if session.labels.size else 0
+            session.class_names = [f"class {i}" for i in range(1, max(largest, 1) + 1)]
+            self.class_edit.setText(", ".join(session.class_names))
+
+    def project_dir(self) -> Path:
+        return Path(self.project_edit.text()).expanduser()
+
+    def _show_annotated(self) -> None:
+        if self.labels_layer() is None or self.image_layer() is None:
+            self.annotated_label.setText("pick an image and a labels layer")
+            return
+        try:
+            session = self.ensure_session()
+        except SsSegError as error:
+            self.annotated_label.setText(str(error))
+            return
+        slices = session.annotated_slices
+        marked = sorted(session.marked_empty)
+        text = f"{len(slices)} annotated: {', '.join(map(str, slices)) or 'none'}"
+        if marked:
+            text += f" (empty: {', '.join(map(str, marked))})"
+        self.annotated_label.setText(text)
+        self._show_review()
+
+    def _show_autosave(self) -> None:
+        saved = autosave_time(self.project_dir())
+        self.restore_button.setEnabled(saved is not None)
+        self.autosave_label.setText(f"autosave from {saved}" if saved else "no autosave yet")
+
+    def autosave(self) -> None:
+        """Save the session into the project folder (errors are shown, never raised)."""
+        if self.session is None:
+            return
+        names = parse_class_names(self.class_edit.text())
+        if names:
+            self.session.class_names = names
+        try:
+            self.session.save(self.project_dir())
+        except SsSegError as error:
+            show_error(f"napari-ssseg: autosave failed: {error}")
+            return
+        self._show_autosave()
+
+    def restore(self) -> None:
+        """Load the autosave of the chosen image into its labels layer."""
+        try:
+            session = self.ensure_session()
+            saved = session.restore(self.project_dir())
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return
+        self._session_layers[1].refresh()
+        self.class_edit.setText(", ".join(saved.class_names))
+        self._show_annotated()
+        model = "; last model restored" if session.model_dir is not None else ""
+        self.status_label.setText(f"restored the autosave from {saved.saved_at}{model}")
+
+    def current_slice(self) -> int:
+        session = self.ensure_session()
+        return current_slice(self._session_layers[0], self.viewer.dims.point, session.axis)
+
+    def go_to_slice(self, index: int) -> None:
+        session = self.ensure_session()
+        image = self._session_layers[0]
+        self.viewer.dims.set_point(
+            layer_axis(session.axis), world_position(image, session.axis, index)
+        )
+
+    def toggle_current_mark(self) -> None:
+        """Mark the slice in view annotated-but-empty, or withdraw that mark."""
+        try:
+            session = self.ensure_session()
+            session.toggle_empty_mark(self.current_slice())
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return
+        self._show_annotated()
+
+    # -- training ---------------------------------------------------------------------------
+
+    def training_config(self) -> dict[str, Any]:
+        """TrainConfig fields from the controls, then ``config_overrides``."""
+        values: dict[str, Any] = {
+            "method": self.method_combo.currentText(),
+            "max_time": float(self.budget_spin.value()),
+            "device": self.device_combo.currentText(),
+        }
+        return values | self.config_overrides
+
+    def train(self) -> None:
+        """Autosave, then train (warm-starting from the last model) in the background."""
+        if self.monitor.running:
+            return
+        try:
+            session = self.ensure_session()
+            self._fill_class_names(session)
+            session.save(self.project_dir())
+            job = session.job(self.training_config(), self.project_dir() / MODEL_DIR)
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return
+        self._show_autosave()
+        self._clicked_at = time.monotonic()
+        self.loss_plot.clear()
+        self.progress_bar.setValue(0)
+        self.warm_started = job.init_model_dir is not None
+        warm = " (warm start from the last model)" if self.warm_started else ""
+        self.status_label.setText(f"starting{warm}...")
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.monitor.start(job)
+
+    def cancel(self) -> None:
+        self.monitor.cancel()
+        self.status_label.setText("stopping...")
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        self.progress_bar.setValue(percent(event))
+        if event.stage == "train":
+            if "total" in event.losses:
+                self.loss_plot.add(event.iteration, event.losses["total"])
+            self.status_label.setText(f"training: step {event.iteration}, {event.elapsed:.0f} s")
+        else:
+            self.status_label.setText("predicting the whole volume...")
+
+    def _on_status(self, event: StatusEvent) -> None:
+        if event.status is RunStatus.PENDING:
+            self.status_label.setText("starting the training process...")
+        elif event.status is RunStatus.RUNNING:
+            self.status_label.setText("training...")
+
+    def _on_finished(self, event: StatusEvent) -> None:
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if event.status is RunStatus.ERROR:
+            self.status_label.setText("training failed; your labels are unchanged")
+            show_error(f"napari-ssseg: {event.message}")
+            return
+        if event.status is RunStatus.STOPPED:
+            self.status_label.setText("training stopped; no new model")
+            show_info(f"napari-ssseg: {event.message}")
+            return
+        try:
+            result = self.runner.result()
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return
+        session = self.session
+        if session is None:  # the user picked other layers meanwhile
+            return
+        session.apply(result)
+        self._show_results()
+        self.last_click_to_result = time.monotonic() - self._clicked_at
+        summary = result.summary
+        self.status_label.setText(
+            f"done: {summary.get('iterations')} steps in {summary.get('seconds')} s; "
+            f"results after {self.last_click_to_result:.0f} s"
+        )
+        self._show_agreement()
+        self.autosave()
+
+    def _show_results(self) -> None:
+        session, (image, labels) = self.session, self._session_layers
+        prediction = session.prediction
+        pseudo = to_layer(prediction.labels)
+        pseudo = pseudo.astype(np.uint8) if pseudo.max(initial=0) <= 255 else pseudo
+        uncertainty = to_layer(prediction.uncertainty)
+        layers = self.viewer.layers
+        if PSEUDO_LABELS in layers:
+            layers[PSEUDO_LABELS].data = pseudo
+        else:
+            layer = self.viewer.add_labels(
+                pseudo, name=PSEUDO_LABELS, opacity=0.4, **grid_kwargs(image)
+            )
+            layers.move(layers.index(layer), layers.index(labels))
+        if UNCERTAINTY in layers:
+            layers[UNCERTAINTY].data = uncertainty
+        else:
+            layer = self.viewer.add_image(
+                uncertainty,
+                name=UNCERTAINTY,
+                colormap="inferno",
+                blending="additive",
+                opacity=0.5,
+                contrast_limits=(0.0, 1.0),
+                **grid_kwargs(image),
+            )
+            layers.move(layers.index(layer), layers.index(labels))
+        layers.selection.active = labels
+        self._show_annotated()
+
+    def _show_agreement(self) -> None:
+        agreement = self.session.agreement
+        if agreement is None:
+            self.agreement_label.setText("")
+            return
+        slices = ", ".join(map(str, agreement.slices))
+        if np.isnan(agreement.before) and np.isnan(agreement.after):
+            self.agreement_label.setText(f"accepted slices {slices} hold no label: no Dice")
+            return
+        self.agreement_label.setText(
+            f"accepted slices {slices}: Dice with what was accepted "
+            f"{100 * agreement.before:.1f}% (previous model) -> "
+            f"{100 * agreement.after:.1f}% (new model)"
+        )
+
+    # -- review -----------------------------------------------------------------------------
+
+    def _show_review(self) -> None:
+        session = self.session
+        self.review_list.clear()
+        if session is None or session.prediction is None:
+            return
+        scores = session.prediction.slice_scores
+        for index in session.review_queue():
+            item = QListWidgetItem(f"slice {index}   uncertainty {scores[index]:.3f}")
+            item.setData(Qt.ItemDataRole.UserRole, index)
+            self.review_list.addItem(item)
+
+    def review_queue(self) -> list[int]:
+        return [] if self.session is None else self.session.review_queue()
+
+    def _on_review_clicked(self, item: QListWidgetItem) -> None:
+        self.go_to_slice(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def _select_review_row(self, index: int) -> None:
+        for row in range(self.review_list.count()):
+            if int(self.review_list.item(row).data(Qt.ItemDataRole.UserRole)) == index:
+                self.review_list.setCurrentRow(row)
+                return
+
+    def next_review(self) -> int | None:
+        """Go to the next slice of the review queue (after the one in view); returns it."""
+        queue = self.review_queue()
+        if not queue:
+            show_info("napari-ssseg: the review queue is empty")
+            return None
+        current = self.current_slice()
+        target = queue[(queue.index(current) + 1) % len(queue)] if current in queue else queue[0]
+        self.go_to_slice(target)
+        self._select_review_row(target)
+        return target
+
+    def accept_current(self) -> int | None:
+        """Accept the pseudo-labels of the slice in view; autosave; go to the next one."""
+        try:
+            session = self.ensure_session()
+            index = self.current_slice()
+            queue = session.review_queue()
+            session.accept(index)
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return None
+        self._session_layers[1].refresh()
+        self._show_annotated()
+        self.autosave()
+        remaining = session.review_queue()
+        if remaining:
+            position = queue.index(index) if index in queue else 0
+            target = remaining[min(position, len(remaining) - 1)]
+            self.go_to_slice(target)
+            self._select_review_row(target)
+        return index
+
+    # -- export -----------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Path] | None:
+        """Write the final masks, uncertainty and slice table on the source grid."""
+        try:
+            session = self.ensure_session()
+            paths = write_prediction(
+                session.final_prediction(),
+                session.image,
+                Path(self.export_edit.text()).expanduser(),
+            )
+        except SsSegError as error:
+            show_error(f"napari-ssseg: {error}")
+            return None
+        show_info(f"napari-ssseg: wrote {', '.join(str(p) for p in paths.values())}")
+        return paths
+
+    def shutdown(self) -> None:
+        """Stop any run (and the runner, if this widget made it); unbind the shortcuts."""
+        self.monitor.shutdown(close_runner=self._owns_runner)
+        _unbind_keys(self.viewer)

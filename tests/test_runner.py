@@ -1,0 +1,146 @@
+"""The background runner: a real child process trains, predicts, stops on request, fails cleanly."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from napari_ssseg.model_store import load_model
+from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, TrainingJob, VolumeInput
+from tests.conftest import synthetic_case
+
+TINY = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
+
+
+def make_job(tmp_path, annotated=(4, 8, 12), probes=(), **config) -> TrainingJob:
+    image, labels = synthetic_case()
+    volume = VolumeInput(
+        labels=labels,
+        annotated_slices=list(annotated),
+        axis=2,
+        image=image,
+        affine=np.diag([1.0, 1.0, 2.0, 1.0]),
+        name="case",
+        probe_slices=list(probes),
+    )
+    return TrainingJob([volume], ["ellipsoid", "blob"], TINY | config, tmp_path / "model")
+
+
+@pytest.fixture
+def runner(tmp_path):
+    runner = LocalRunner(work_root=tmp_path / "work")
+    yield runner
+    runner.close()
+
+
+def training_children() -> list:
+    return [p for p in mp.active_children() if p.name == "ssseg-training"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One short real run (20 steps) on a prewarmed child, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("finished")
+    runner = LocalRunner(work_root=folder / "work", prewarm=True)
+    deadline = time.monotonic() + 120
+    while not runner.warm and time.monotonic() < deadline:
+        time.sleep(0.05)
+    warm = runner.warm
+    runner.start(make_job(folder, probes=[8], max_iters=20))
+    first = runner.status
+    final = runner.wait(timeout=120)
+    outcome = {
+        "warm": warm,
+        "first": first,
+        "final": final,
+        "message": runner.message,
+        "progress": runner.last_progress,
+        "result": runner.result() if final is RunStatus.DONE else None,
+        "folder": folder,
+    }
+    runner.close()
+    return outcome
+
+
+@pytest.mark.slow
+def test_short_run_reaches_done_with_model_and_predictions(finished):
+    assert finished["warm"], "the spare child never finished its imports"
+    assert finished["first"] is RunStatus.PENDING
+    assert finished["final"] is RunStatus.DONE, finished["message"]
+    progress = finished["progress"]
+    assert isinstance(progress, ProgressEvent) and progress.stage == "predict"
+
+    result = finished["result"]
+    model = load_model(result.model_dir)
+    assert result.model_dir == finished["folder"] / "model"
+    assert model.summary["iterations"] == 20
+    (volume,) = result.volumes
+    prediction = volume.prediction
+    image, labels = synthetic_case()
+    assert prediction.labels.shape == labels.shape and prediction.labels.dtype == np.int16
+    assert prediction.uncertainty.shape == labels.shape
+    assert prediction.uncertainty.min() >= 0.0 and prediction.uncertainty.max() <= 1.0
+    assert prediction.annotated == [4, 8, 12]
+    # The user's labels are kept on every annotated slice, the probe slice included ...
+    for i in (4, 8, 12):
+        assert np.array_equal(prediction.labels[:, :, i], labels[:, :, i])
+    # ... while the probe's raw network labels come back separately.
+    assert volume.probe_slices == [8] and volume.probe_labels.shape == (1, 40, 36)
+    order = prediction.review_order()
+    assert sorted(order) == [i for i in range(16) if i not in (4, 8, 12)]
+    scores = prediction.slice_scores
+    assert all(scores[a] >= scores[b] for a, b in zip(order, order[1:], strict=False))
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_long_run_within_two_seconds(runner, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "previous.txt").write_text("old model")
+    runner.start(make_job(tmp_path, max_iters=1_000_000))
+    deadline = time.monotonic() + 120
+    while not any(isinstance(e, ProgressEvent) for e in runner.poll()):
+        assert runner.running and time.monotonic() < deadline, runner.message
+        time.sleep(0.05)
+    asked = time.monotonic()
+    runner.cancel()
+    assert runner.wait(timeout=5) is RunStatus.STOPPED
+    took = time.monotonic() - asked
+    print(f"cancel took {took:.2f} s")
+    assert took < 2.0
+    while training_children() and time.monotonic() - asked < 2.0:
+        time.sleep(0.02)
+    assert not training_children(), "the child process outlived the cancel by 2 s"
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["previous.txt"]
+    with pytest.raises(RuntimeError, match="no results"):
+        runner.result()
+
+
+def test_no_annotated_slice_is_an_error_before_any_process(runner, tmp_path):
+    runner.start(make_job(tmp_path, annotated=()))
+    events = runner.poll()
+    assert runner.status is RunStatus.ERROR and events[-1].status is RunStatus.ERROR
+    assert "no annotated slice" in runner.message
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
+    finished, runner, tmp_path
+):
+    shutil.copytree(finished["folder"] / "model", tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
+
+    # Warm-starting a 2-class model with three class names fails inside train_model.
+    second = make_job(tmp_path, max_iters=2)
+    second.class_names = ["ellipsoid", "blob", "third"]
+    second.init_model_dir = tmp_path / "model"
+    runner.start(second)
+    assert runner.wait(timeout=120) is RunStatus.ERROR
+    assert runner.message.startswith("training failed: ValueError: the model to warm-start")
+    assert "Traceback" not in runner.message
+    after = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
+    assert after == before

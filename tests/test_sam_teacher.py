@@ -1,0 +1,94 @@
+"""The foundation-model teacher: prompts from the student land on the object and its masks
+come back to the network grid in place (with a stand-in foundation model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_ssseg.annotation import AnnotatedVolume, Project
+from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.foundation.registry import model_card
+from napari_ssseg.foundation.transforms import SliceTransform
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.sam_teacher import SamTeacher
+
+SIZE = 32  # network grid
+
+
+class BoxFillingModel(torch.nn.Module):
+    """Answers every box prompt with a mask filling exactly that box (input frame 64 px)."""
+
+    input_size = 64
+    card = model_card("litemedsam")
+    cache_id = "box-filler"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image_encoder = torch.nn.Linear(1, 1).requires_grad_(False)
+        self.boxes: list[torch.Tensor] = []
+
+    def slice_transform(self, shape):
+        return SliceTransform(tuple(shape), self.input_size)
+
+    def embed(self, images, valid_sizes=None):
+        return torch.zeros(len(images), 256, 64, 64)
+
+    def decode_prompts(self, embeddings, prompts):
+        logits = torch.full((len(prompts), 1, 64, 64), -20.0)
+        for i, prompt in enumerate(prompts):
+            self.boxes.append(prompt.box)
+            x0, y0, x1, y1 = prompt.box.round().long().tolist()
+            logits[i, 0, y0 : y1 + 1, x0 : x1 + 1] = 20.0
+        return logits
+
+
+class OracleStudent(torch.nn.Module):
+    """Predicts a fixed label map (network grid) for every input."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int) -> None:
+        super().__init__()
+        onehot = torch.nn.functional.one_hot(labels, num_classes).permute(2, 0, 1).float()
+        self.register_buffer("logits", onehot * 20 - 10)
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1, -1, -1)
+
+
+def test_sam_teacher_prompts_on_the_object_and_maps_masks_back_in_place():
+    # A 48 x 32 slice (rows x columns) with an off-diagonal rectangle: rows 30..39, cols 4..11.
+    shape = (48, 32, 5)
+    rect = np.zeros(shape[:2], dtype=bool)
+    rect[30:40, 4:12] = True
+    image = np.where(rect[..., None], 1.0, 0.0) * np.ones(shape)
+    labels = np.zeros(shape, dtype=np.int16)
+    labels[..., 0] = rect
+    labels[..., 4] = rect
+    volume = AnnotatedVolume.from_labels(
+        Volume(image.astype(np.float32), np.eye(4), name="rect"), labels, 2, [0, 4]
+    )
+    project = Project([volume], ["rect"])
+    config = TrainConfig(image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3)
+    pool = SlicePool(project, SIZE, config.intensity)
+    grid_labels = pool.volumes[0].labels[0]
+    model = BoxFillingModel()
+    teacher = SamTeacher(project, pool, config, torch.device("cpu"), backend=model, cache=None)
+    teacher.prepare(OracleStudent(grid_labels, 2), iteration=0, fraction=0.5)
+
+    assert sorted(z for _, z in teacher.covers()) == [1, 2, 3]
+    # The box comes in the 64-px input frame (scale 64 / 48 on both axes) in (x, y) order:
+    # back in slice pixels it is the rectangle's columns 4..11 and rows 30..39, up to the
+    # pixel or so lost going to the 32-px network grid and back.
+    box = (model.boxes[0] * 48 / 64).tolist()
+    assert np.allclose(box, [4, 30, 11, 39], atol=1.5), box
+    target = teacher.targets([(0, 2)])[0]
+    assert target.shape == (3, SIZE, SIZE)
+    predicted = target[:2].argmax(dim=0)
+    overlap = (predicted.bool() & grid_labels.bool()).sum() / grid_labels.bool().sum()
+    assert float(overlap) > 0.9 and int(predicted.sum()) < 1.3 * int(grid_labels.sum())
+    # Where the foundation model and the student agree the target is confident (the border
+    # pixels less so: resampling blurs them).
+    assert float(target[-1][grid_labels.bool()].median()) > 0.9
+    # Slices it was not asked about get confidence 0.
+    assert float(teacher.targets([(0, 0)])[0, -1].max()) == 0.0

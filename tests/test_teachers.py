@@ -1,0 +1,86 @@
+"""Teachers of unannotated slices: shape continuity against hand-built cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ssseg.annotation import AnnotatedVolume, Project
+from napari_ssseg.baselines.interpolation import blended_distances
+from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.teachers import ShapeTeacher, build_teachers, shape_confidence
+
+
+def test_shape_confidence_hand_values():
+    # One class; pixel values of the blended distance in mm: inside 3, inside 1, outside -4.
+    maps = np.array([[[3.0, 1.0, -4.0]]], dtype=np.float32)
+    labels, confidence = shape_confidence(maps, gap_mm=5.0, margin_mm=2.0, range_mm=10.0)
+    assert labels.tolist() == [[1, 1, 0]]
+    decay = math.exp(-0.5)
+    assert confidence[0].tolist() == pytest.approx([decay, 0.5 * decay, decay], rel=1e-6)
+
+
+def test_blended_distances_midway_disk_and_gaps():
+    labels = np.zeros((5, 21, 21), dtype=np.int64)
+    yy, xx = np.mgrid[:21, :21]
+    labels[0][(yy - 10) ** 2 + (xx - 10) ** 2 <= 4**2] = 1
+    labels[4][(yy - 10) ** 2 + (xx - 10) ** 2 <= 8**2] = 1
+    out = blended_distances(labels, [0, 4], num_classes=1)
+    assert sorted(out) == [1, 2, 3]
+    assert [gap for _, gap in (out[1], out[2], out[3])] == [1.0, 2.0, 1.0]
+    middle = out[2][0][0] > 0
+    # Halfway between radii 4 and 8 the shape is a disk of radius about 6.
+    assert middle[10, 10 + 5] and not middle[10, 10 + 7]
+    assert blended_distances(labels, [0], num_classes=1) == {}
+
+
+def _volume(spacing_z: float) -> AnnotatedVolume:
+    shape = (24, 24, 9)
+    x, y, z = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    ball = (x - 12) ** 2 + (y - 12) ** 2 <= (4 + z // 2) ** 2
+    affine = np.diag([1.0, 1.0, spacing_z, 1.0])
+    image = Volume(data=ball.astype(np.float32) * 100, affine=affine, name="ball")
+    revealed = np.zeros(shape, dtype=np.int16)
+    revealed[..., [1, 7]] = ball[..., [1, 7]]
+    return AnnotatedVolume.from_labels(image, revealed, axis=2, annotated_slices=[1, 7])
+
+
+def test_shape_teacher_covers_the_annotated_range_and_fades_with_slice_thickness():
+    config = TrainConfig(image_size=32, channels=(8, 16), shape_range_mm=10.0)
+    targets = {}
+    for spacing in (1.0, 10.0):
+        volume = _volume(spacing)
+        project = Project([volume], ["ball"])
+        pool = SlicePool(project, config.image_size, config.intensity)
+        teacher = ShapeTeacher(project, pool, config)
+        assert sorted(z for _, z in teacher.covers()) == [2, 3, 4, 5, 6]
+        targets[spacing] = teacher.targets([(0, 4), (0, 0)])
+    fine, thick = targets[1.0], targets[10.0]
+    assert fine.shape == (2, 3, 32, 32)
+    # Probabilities are one-hot where covered, uniform with confidence 0 outside the range.
+    assert torch.allclose(fine[0, :2].sum(dim=0), torch.ones(32, 32))
+    assert float(fine[1, -1].max()) == 0.0 and torch.allclose(
+        fine[1, :2], torch.full_like(fine[1, :2], 0.5)
+    )
+    # Slice 4 is 3 slices from an annotated one: exp(-3 / 10) with 1 mm, exp(-3) with 10 mm.
+    assert float(fine[0, -1].max()) == pytest.approx(math.exp(-0.3), rel=1e-4)
+    assert float(thick[0, -1].max()) == pytest.approx(math.exp(-3.0), rel=1e-4)
+    # The centre of the ball is foreground, a corner background.
+    assert fine[0, 1, 16, 16] == 1.0 and fine[0, 0, 1, 1] == 1.0
+
+
+def test_build_teachers_leaves_out_those_with_nothing_to_teach():
+    config = TrainConfig(image_size=32, channels=(8, 16), method="ssl")
+    volume = _volume(1.0)
+    volume = AnnotatedVolume.from_labels(volume.image, volume.labels, axis=2, annotated_slices=[1])
+    project = Project([volume], ["ball"])
+    pool = SlicePool(project, config.image_size, config.intensity)
+    student = torch.nn.Conv2d(1, 2, 1)
+    teachers = build_teachers(config.teachers, project, pool, student, config, torch.device("cpu"))
+    # One annotated slice: nothing to interpolate, only the mean teacher remains.
+    assert [t.name for t in teachers] == ["mean"]

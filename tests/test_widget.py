@@ -1,0 +1,279 @@
+"""The dock widget driven through its own controls in a real viewer, and its Qt-free session."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_ssseg.errors import AnnotationError
+from napari_ssseg.inference.predict import Prediction
+from napari_ssseg.io.nifti import read_volume
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.project_store import load_project
+from napari_ssseg.runner import LocalRunner, RunResult, VolumeResult
+from napari_ssseg.widgets.session import AnnotationSession, parse_class_names
+
+TINY = {"image_size": 64, "channels": [8, 16, 32], "max_iters": 30, "inference_passes": 2}
+LIVER = 5  # the sample's label id of the liver
+REVEALED = (8, 15, 22)
+
+
+# -- the Qt-free session ----------------------------------------------------------------------
+
+
+def small_session() -> AnnotationSession:
+    image = Volume(np.random.default_rng(0).random((6, 5, 4), np.float32), np.eye(4), name="v")
+    labels = np.zeros((6, 5, 4), np.uint8)
+    labels[1:3, 1:3, 1] = 1
+    session = AnnotationSession(image, labels, ["organ"], axis=2)
+    predicted = np.zeros((6, 5, 4), np.int16)
+    predicted[2:4, 2:4, :] = 1
+    scores = np.array([0.1, 0.0, 0.3, 0.2])
+    session.prediction = Prediction(predicted, np.zeros((6, 5, 4), np.float32), scores, [1], 2)
+    return session
+
+
+def test_session_marks_accepts_and_ranks_slices():
+    session = small_session()
+    assert parse_class_names(" liver, ,spleen ") == ["liver", "spleen"]
+    assert session.annotated_slices == [1]
+    assert session.review_queue() == [2, 3, 0]
+    with pytest.raises(AnnotationError, match="holds labels"):
+        session.toggle_empty_mark(1)
+    assert session.toggle_empty_mark(0) is True and session.annotated_slices == [0, 1]
+    assert session.review_queue() == [2, 3]
+    assert session.toggle_empty_mark(0) is False and session.annotated_slices == [1]
+
+    session.accept(2)
+    assert np.array_equal(session.labels[:, :, 2], session.prediction.labels[:, :, 2])
+    assert session.annotated_slices == [1, 2] and session.review_queue() == [3, 0]
+    with pytest.raises(AnnotationError, match="annotated already"):
+        session.accept(2)
+    final = session.final_prediction()
+    assert np.array_equal(final.labels[:, :, 1], session.labels[:, :, 1])  # the user's labels
+    assert np.array_equal(final.labels[:, :, 0], session.prediction.labels[:, :, 0])
+    assert final.annotated == [1, 2]
+
+
+def test_session_agreement_compares_old_and_new_predictions_on_accepted_slices(tmp_path):
+    session = small_session()
+    session.accept(2)
+    session.labels[2, 2, 2] = 0  # the user corrects one of the four accepted pixels
+    job = session.job({"image_size": 32}, tmp_path / "model")
+    assert job.volumes[0].probe_slices == [2] and job.init_model_dir is None
+
+    new_raw = np.zeros((1, 6, 5), np.int16)
+    new_raw[0, 3, 3] = new_raw[0, 2, 3] = new_raw[0, 3, 2] = 1  # exactly the corrected slice
+    result = RunResult(
+        tmp_path / "model",
+        {},
+        [VolumeResult("v", session.prediction, [2], new_raw)],
+    )
+    session.apply(result)
+    agreement = session.agreement
+    assert agreement.slices == [2]
+    assert agreement.before == pytest.approx(2 * 3 / (4 + 3))
+    assert agreement.after == pytest.approx(1.0)
+
+
+def test_session_warm_starts_only_a_model_of_the_same_architecture(tmp_path):
+    from napari_ssseg.model_store import TrainedModel, save_model
+    from napari_ssseg.networks.unet import build_unet
+    from napari_ssseg.training.config import TrainConfig
+
+    config = TrainConfig(image_size=32, channels=(4, 8, 16))
+    state = build_unet(1, 1, config.channels).state_dict()
+    session = small_session()
+    session.model_dir = save_model(TrainedModel(state, config, ["organ"]), tmp_path / "model")
+    same = {"image_size": 64, "channels": [4, 8, 16]}
+    assert session.job(same, tmp_path / "next").init_model_dir == tmp_path / "model"
+    other = {"image_size": 64}  # the default channels differ from the saved model's
+    assert session.job(other, tmp_path / "next").init_model_dir is None
+    session.class_names = ["organ", "vessel"]
+    assert session.job(same, tmp_path / "next").init_model_dir is None
+
+
+# -- the widget in a real viewer ---------------------------------------------------------------
+
+pytest.importorskip("napari")
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    """One prewarmed runner for the module: its spare process imports torch while the
+    viewers start."""
+    runner = LocalRunner(work_root=tmp_path_factory.mktemp("runs"), prewarm=True)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def ct_widget(make_napari_viewer, runner, tmp_path, qtbot):
+    """A viewer with the CT sample and the widget docked, its project folder in tmp_path."""
+    from napari_ssseg.widgets.dock import SsSegWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-ssseg", "ct")
+    widget = SsSegWidget(viewer, runner=runner)
+    viewer.window.add_dock_widget(widget, name="napari-ssseg")
+    widget.image_combo.setCurrentText("example_ct_sm")
+    widget.project_edit.setText(str(tmp_path / "project"))
+    widget.config_overrides = dict(TINY)
+    yield viewer, widget
+    widget.shutdown()
+
+
+def reveal_liver(viewer, widget, slices=REVEALED):
+    """Paint the sample's liver on a few slices into a new labels layer, as a user would."""
+    widget.new_labels_layer()
+    labels = viewer.layers["example_ct_sm labels"]
+    reference = viewer.layers["example_ct_sm reference labels"].data
+    for z in slices:
+        labels.data[z][reference[z] == LIVER] = 1
+    labels.events.paint()  # what napari emits after a brush stroke
+    widget.class_edit.setText("liver")
+    return labels
+
+
+def click_train_and_wait(widget, qtbot, timeout_s=120):
+    """Click Train; returns the largest gap (s) between 20 ms timer ticks until the run ends."""
+    from qtpy.QtCore import Qt, QTimer
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    finished: list[float] = []
+    widget.monitor.finished.connect(lambda _e: finished.append(time.monotonic()))
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(finished), timeout=timeout_s * 1000)
+    timer.stop()
+    during = [t for t in ticks if t <= finished[0]]
+    return float(np.max(np.diff(during))) if len(during) > 1 else 0.0
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_train_review_accept_export_retrain_restore(ct_widget, qtbot, tmp_path):
+    from napari.utils.key_bindings import coerce_keybinding
+    from qtpy.QtCore import Qt
+
+    viewer, widget = ct_widget
+    image = viewer.layers["example_ct_sm"]
+    labels = reveal_liver(viewer, widget)
+    qtbot.waitUntil(lambda: widget.annotated_label.text().startswith("3 annotated"))
+
+    gap = click_train_and_wait(widget, qtbot)
+    assert not widget.warm_started
+    print(f"largest event-loop gap while training: {1000 * gap:.0f} ms")
+    print(f"click to result layers: {widget.last_click_to_result:.1f} s")
+    assert gap < 0.2
+    pseudo, uncertainty = viewer.layers["pseudo-labels"], viewer.layers["uncertainty"]
+    for layer in (pseudo, uncertainty):
+        assert layer.data.shape == image.data.shape
+        assert np.allclose(layer.scale, image.scale) and np.allclose(
+            layer.translate, image.translate
+        )
+    assert pseudo.data.dtype.kind in "iu"
+    assert uncertainty.colormap.name == "inferno" and uncertainty.blending == "additive"
+    assert uncertainty.opacity == pytest.approx(0.5)
+    for z in REVEALED:  # the user's labels are kept exactly on annotated slices
+        assert np.array_equal(pseudo.data[z], labels.data[z])
+
+    # Review: the queue holds the unannotated slices, most uncertain first.
+    queue = widget.review_queue()
+    assert sorted(queue) == [z for z in range(30) if z not in REVEALED]
+    first = widget.review_list.item(0)
+    qtbot.mouseClick(
+        widget.review_list.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=widget.review_list.visualItemRect(first).center(),
+    )
+    assert widget.current_slice() == queue[0]
+    viewer.keymap[coerce_keybinding("Shift-N")](viewer)
+    assert widget.current_slice() == queue[1]
+
+    # Accept (Shift+A) copies the pseudo-labels of the slice in view and marks it annotated.
+    target = queue[1]
+    before = labels.data.copy()
+    viewer.keymap[coerce_keybinding("Shift-A")](viewer)
+    assert np.array_equal(labels.data[target], pseudo.data[target])
+    others = [z for z in range(30) if z != target]
+    assert np.array_equal(labels.data[others], before[others])
+    assert target in widget.session.annotated_slices
+    assert target not in widget.review_queue()
+    saved = load_project(tmp_path / "project", widget.session.image)  # autosaved on accept
+    assert target in saved.annotation.annotated_slices
+
+    # Export: user labels where annotated, pseudo-labels elsewhere, on the source grid.
+    qtbot.mouseClick(widget.export_button, Qt.MouseButton.LeftButton)
+    out = tmp_path / "project" / "export"
+    segmentation = read_volume(out / "example_ct_sm_seg.nii.gz")
+    expected = pseudo.data.copy()
+    for z in widget.session.annotated_slices:
+        expected[z] = labels.data[z]
+    assert np.array_equal(segmentation.data, np.transpose(expected, (2, 1, 0)))
+    assert np.allclose(segmentation.affine, widget.session.image.affine)
+    assert read_volume(out / "example_ct_sm_uncertainty.nii.gz").shape == segmentation.shape
+    assert (out / "example_ct_sm_slices.csv").read_text().count("\n") == 31
+
+    # Retrain warm-starts from the last model and reports the agreement on the accepted slice.
+    gap = click_train_and_wait(widget, qtbot)
+    print(f"largest event-loop gap while retraining: {1000 * gap:.0f} ms")
+    assert widget.warm_started
+    agreement = widget.session.agreement
+    assert agreement is not None and agreement.slices == [target]
+    assert "previous model" in widget.agreement_label.text()
+    assert widget.session.model_dir == tmp_path / "project" / "model"
+
+    # Restore: wipe the labels, restore the autosave, get them back.
+    kept = labels.data.copy()
+    labels.data = np.zeros_like(kept)
+    assert widget.restore_button.isEnabled()
+    qtbot.mouseClick(widget.restore_button, Qt.MouseButton.LeftButton)
+    assert np.array_equal(labels.data, kept)
+    assert target in widget.session.annotated_slices
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_cancel_stops_training_and_leaves_labels(ct_widget, qtbot):
+    from qtpy.QtCore import Qt
+
+    viewer, widget = ct_widget
+    labels = reveal_liver(viewer, widget)
+    kept = labels.data.copy()
+    widget.config_overrides = TINY | {"max_iters": 1_000_000}
+    widget.budget_spin.setValue(600)
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(widget.loss_plot.losses), timeout=120_000)
+    asked = time.monotonic()
+    qtbot.mouseClick(widget.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.monitor.running, timeout=5000)
+    took = time.monotonic() - asked
+    print(f"cancel took {took:.2f} s")
+    assert took < 2.0
+    assert widget.runner.status.value == "stopped"
+    assert "stopped" in widget.status_label.text()
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert "pseudo-labels" not in viewer.layers
+    assert np.array_equal(labels.data, kept)
+
+
+@pytest.mark.gui
+def test_error_is_shown_and_labels_stay(ct_widget, qtbot, monkeypatch):
+    from qtpy.QtCore import Qt
+
+    from napari_ssseg.widgets import dock
+
+    shown: list[str] = []
+    monkeypatch.setattr(dock, "show_error", shown.append)
+    viewer, widget = ct_widget
+    labels = widget.new_labels_layer()
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(shown), timeout=5000)
+    assert "no annotated slice" in shown[0]
+    assert not labels.data.any() and "pseudo-labels" not in viewer.layers
+    assert widget.train_button.isEnabled()

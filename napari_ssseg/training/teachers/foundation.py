@@ -11,8 +11,11 @@ where it disagrees with the student's argmax, so disagreements count less (UnCoL
 Embeddings come from an on-disk cache keyed by slice content, so a retrain does not recompute
 them.
 
-Not built yet: the other direction (the foundation model's LoRA adapters learning from the
-labels and the student's pseudo-labels); the foundation model here is frozen.
+The other direction: with ``sam_lora_rank`` > 0 the foundation model's mask decoder gets LoRA
+adapters (peft) that learn, at every refresh, for ``sam_tune_steps`` steps: from the user's
+labels on annotated slices (box of each labelled class -> mask, Dice + BCE) and, with the
+ramp-up, from the student's pseudo-labels on the refreshed slices. The image encoder stays
+frozen, so cached embeddings remain valid.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from napari_ssseg.annotation import Project
 from napari_ssseg.data.intensity import normalise_intensity
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.teachers import Teacher
+from napari_ssseg.training.teachers.base import Teacher, blank_target, partially_annotated
 
 
 def load_backend(config: TrainConfig):
@@ -70,14 +73,15 @@ class SamTeacher(Teacher):
         self.use_points = "point" in self.backend.card.trained_prompts
         # Source-resolution slices in [0, 1] of the volumes with something to propagate.
         self.sources: dict[int, np.ndarray] = {}
-        for v, (volume, prepared) in enumerate(zip(project.volumes, pool.volumes, strict=True)):
-            if bool(prepared.annotated.any()) and not bool(prepared.annotated.all()):
-                data = normalise_intensity(volume.image.data, config.intensity)
-                self.sources[v] = np.moveaxis(data, volume.axis, 0)
+        for v in partially_annotated(pool):
+            volume = project.volumes[v]
+            data = normalise_intensity(volume.image.data, config.intensity)
+            self.sources[v] = np.moveaxis(data, volume.axis, 0)
         self.candidates = [ref for ref in pool.unlabelled if ref[0] in self.sources]
         self._next = 0
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
+        self.tuner = _DecoderTuner(self, project, config) if config.sam_lora_rank > 0 else None
 
     def covers(self) -> list[SliceRef]:
         if self.refreshed is None:
@@ -98,6 +102,8 @@ class SamTeacher(Teacher):
             probs = torch.softmax(student(self.pool.inputs(refs).to(self.device)), dim=1).cpu()
         finally:
             student.train(was_training)
+        if self.tuner is not None:
+            self.tuner.step(refs, probs, fraction)
         for ref, prob in zip(refs, probs, strict=True):
             target = self._slice_target(ref, prob)
             if target is not None:
@@ -134,7 +140,10 @@ class SamTeacher(Teacher):
         if not prompts:
             return None
         embedding, _ = embed_slices(self.backend, [image], self.cache)
-        logits = self.backend.decode_prompts(embedding.expand(len(prompts), -1, -1, -1), prompts)
+        with torch.no_grad():
+            logits = self.backend.decode_prompts(
+                embedding.expand(len(prompts), -1, -1, -1), prompts
+            )
         masks = torch.sigmoid(transform.logits_to_slice(logits.cpu())[:, 0])  # (N, H, W)
         class_probs = torch.zeros(self.num_classes, *masks.shape[1:])
         for mask, c in zip(masks, classes, strict=True):
@@ -155,7 +164,86 @@ class SamTeacher(Teacher):
         for ref in refs:
             target = self._targets.get(ref)
             if target is None:
-                target = torch.zeros(self.num_classes + 1, *size)
-                target[0] = 1.0
+                target = blank_target(self.num_classes, size)
             out.append(target)
         return torch.stack(out)
+
+
+class _DecoderTuner:
+    """LoRA tuning of the foundation model's decoder from labels and the student's masks."""
+
+    def __init__(self, teacher: SamTeacher, project: Project, config: TrainConfig):
+        from napari_ssseg.foundation.lora import add_lora
+
+        self.teacher = teacher
+        self.config = config
+        count = add_lora(teacher.backend, rank=config.sam_lora_rank)
+        self.trainable_parameters = count
+        params = [p for p in teacher.backend.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.sam_lr)
+        # The user's labels on annotated slices of the volumes the teacher works on, (H, W).
+        self.labelled: list[tuple[int, int, np.ndarray]] = []
+        for v in teacher.sources:
+            volume = project.volumes[v]
+            labels = np.moveaxis(volume.labels, volume.axis, 0)
+            for z in volume.annotated_slices:
+                if labels[z].any():
+                    self.labelled.append((v, z, labels[z]))
+        self.rng = np.random.default_rng(config.seed)
+
+    def step(self, refs: list[SliceRef], probs: torch.Tensor, fraction: float) -> None:
+        """``sam_tune_steps`` optimiser steps: one labelled slice each, plus (ramped) one of
+        the refreshed slices with the student's argmax as the target."""
+        from napari_ssseg.training.schedules import sigmoid_rampup
+
+        ramp = sigmoid_rampup(fraction - self.teacher.start, self.config.rampup)
+        self.teacher.backend.train()
+        try:
+            for _ in range(self.config.sam_tune_steps):
+                total = torch.zeros(())
+                if self.labelled:
+                    v, z, labels = self.labelled[self.rng.integers(len(self.labelled))]
+                    total = total + self._mask_loss(v, z, labels)
+                if refs and ramp > 0:
+                    i = int(self.rng.integers(len(refs)))
+                    v, z = refs[i]
+                    grid = self.teacher.pool.volumes[v].grid
+                    pseudo = grid.to_source(probs[i][None])[0].argmax(dim=0).numpy()
+                    total = total + ramp * self._mask_loss(v, z, pseudo)
+                if total.requires_grad:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    self.optimizer.step()
+        finally:
+            self.teacher.backend.eval()
+
+    def _mask_loss(self, v: int, z: int, labels: np.ndarray) -> torch.Tensor:
+        """Dice + BCE of the decoder's masks, prompted by each class's box, against
+        ``labels`` (H, W) in slice pixels; 0 when no class is present."""
+        from monai.losses import DiceLoss
+
+        from napari_ssseg.foundation.embedding_cache import embed_slices
+        from napari_ssseg.foundation.prompts import prompts_from_mask
+
+        teacher = self.teacher
+        image = teacher.sources[v][z]
+        transform = teacher.backend.slice_transform(image.shape)
+        prompts, masks = [], []
+        for c in range(1, teacher.num_classes):
+            mask = labels == c
+            prompt = prompts_from_mask(
+                mask.astype(np.float32), n_positive=0, n_negative=0, transform=transform
+            )
+            if prompt is not None:
+                prompts.append(prompt)
+                masks.append(torch.from_numpy(mask.astype(np.float32)))
+        if not prompts:
+            return torch.zeros(())
+        with torch.no_grad():
+            embedding, _ = embed_slices(teacher.backend, [image], teacher.cache)
+        logits = teacher.backend.decode_prompts(embedding.expand(len(prompts), -1, -1, -1), prompts)
+        logits = transform.logits_to_slice(logits)  # (N, 1, H, W)
+        target = torch.stack(masks)[:, None]
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        dice = DiceLoss(sigmoid=True)(logits, target)
+        return bce + dice

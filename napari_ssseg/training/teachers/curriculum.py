@@ -1,0 +1,92 @@
+"""Confidence curriculum: whole-volume EMA pseudo-labels admitted by image-level confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_ssseg.data.slices import SlicePool, SliceRef
+from napari_ssseg.inference.connectivity import keep_connected_to_annotation
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.ema import ema_teacher
+from napari_ssseg.training.teachers.base import Teacher, partially_annotated
+from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
+
+
+class CurriculumTeacher(Teacher):
+    """Whole-volume pseudo-labels from the EMA of the student, admitted by confidence.
+
+    Every ``connect_refresh`` steps the EMA model predicts every slice of the partially
+    annotated volumes with MC dropout; the user's labels replace the prediction on annotated
+    slices and predicted components not connected in 3-D to the annotation become background.
+    Slices are ranked by image-level confidence (1 - mean normalised entropy) and the most
+    confident fraction is admitted, growing linearly from ``curriculum_start_fraction`` to all
+    slices over training. Targets are the filtered labels, confidence 1 - entropy per pixel.
+    """
+
+    name = "self"
+
+    def __init__(
+        self, student: torch.nn.Module, pool: SlicePool, config: TrainConfig, device: torch.device
+    ):
+        self.model = ema_teacher(student, config.ema_decay)
+        self.pool = pool
+        self.config = config
+        self.device = device
+        self.start = config.ssl_start
+        self.num_classes = pool.num_classes + 1
+        self.volumes = partially_annotated(pool)
+        self._targets: dict[SliceRef, torch.Tensor] = {}
+        self._admitted: list[SliceRef] = []
+        self.refreshed: int | None = None
+
+    def covers(self) -> list[SliceRef]:
+        if self.refreshed is None:
+            return [ref for ref in self.pool.unlabelled if ref[0] in self.volumes]
+        return list(self._admitted)
+
+    def update(self, student: torch.nn.Module) -> None:
+        self.model.update_parameters(student)
+
+    @torch.no_grad()
+    def prepare(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
+        due = self.refreshed is None or iteration - self.refreshed >= self.config.connect_refresh
+        if not due:
+            return
+        self._targets = {}
+        scores: list[tuple[float, SliceRef]] = []
+        for v in self.volumes:
+            scores.extend(self._refresh_volume(v))
+        first = self.config.curriculum_start_fraction
+        share = first + (1.0 - first) * min(max(fraction, 0.0), 1.0)
+        scores.sort(key=lambda item: -item[0])
+        self._admitted = [ref for _, ref in scores[: max(1, int(round(share * len(scores))))]]
+        self.refreshed = iteration
+        self.version += 1
+
+    def _refresh_volume(self, v: int) -> list[tuple[float, SliceRef]]:
+        prepared = self.pool.volumes[v]
+        depth = prepared.images.shape[0]
+        probs = []
+        for first in range(0, depth, 16):
+            refs = [(v, z) for z in range(first, min(first + 16, depth))]
+            inputs = self.pool.inputs(refs).to(self.device)
+            probs.append(
+                mc_dropout_probs(self.model.module, inputs, self.config.teacher_passes).cpu()
+            )
+        prob = torch.cat(probs)  # (Z, K, S, S)
+        confidence = 1.0 - normalised_entropy(prob)  # (Z, S, S)
+        annotated = prepared.annotated.numpy()[:, None, None]
+        seeds = np.where(annotated, prepared.labels.numpy(), 0)
+        labels = np.where(annotated, seeds, prob.argmax(dim=1).numpy())
+        labels, _ = keep_connected_to_annotation(labels, seeds, self.num_classes - 1)
+        onehot = np.eye(self.num_classes, dtype=np.float32)[labels].transpose(0, 3, 1, 2)
+        out = []
+        for z in np.flatnonzero(~prepared.annotated.numpy()):
+            target = torch.cat([torch.from_numpy(onehot[z]), confidence[z][None]])
+            self._targets[(v, int(z))] = target
+            out.append((float(confidence[z].mean()), (v, int(z))))
+        return out
+
+    def targets(self, refs: list[SliceRef]) -> torch.Tensor:
+        return torch.stack([self._targets[ref] for ref in refs])

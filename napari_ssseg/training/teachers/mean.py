@@ -1,0 +1,44 @@
+"""The uncertainty-aware mean teacher (UA-MT): an EMA of the student with MC dropout."""
+
+from __future__ import annotations
+
+import torch
+
+from napari_ssseg.data.slices import SlicePool, SliceRef
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.ema import ema_teacher
+from napari_ssseg.training.teachers.base import Teacher
+from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
+
+
+class MeanTeacher(Teacher):
+    """EMA teacher with MC-dropout uncertainty (UA-MT)."""
+
+    name = "mean"
+
+    def __init__(
+        self, student: torch.nn.Module, pool: SlicePool, config: TrainConfig, device: torch.device
+    ):
+        self.model = ema_teacher(student, config.ema_decay)
+        self.pool = pool
+        self.config = config
+        self.device = device
+        self.start = config.ssl_start
+
+    def covers(self) -> list[SliceRef]:
+        return list(self.pool.unlabelled)
+
+    def targets(self, refs: list[SliceRef]) -> torch.Tensor:
+        inputs = self.pool.inputs(refs)
+        chunks = []
+        for first in range(0, len(inputs), 16):
+            batch = inputs[first : first + 16].to(self.device)
+            probs = mc_dropout_probs(
+                self.model.module, batch, self.config.teacher_passes, self.config.teacher_noise
+            )
+            confidence = 1.0 - normalised_entropy(probs)
+            chunks.append(torch.cat([probs, confidence[:, None]], dim=1).cpu())
+        return torch.cat(chunks)
+
+    def update(self, student: torch.nn.Module) -> None:
+        self.model.update_parameters(student)

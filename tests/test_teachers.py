@@ -84,3 +84,19 @@ def test_build_teachers_leaves_out_those_with_nothing_to_teach():
     teachers = build_teachers(config.teachers, project, pool, student, config, torch.device("cpu"))
     # One annotated slice: nothing to interpolate, only the mean teacher remains.
     assert [t.name for t in teachers] == ["mean"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "mean-teacher"}, "unknown method 'mean-teacher'"),
+        ({"foundation_model": "sam_vit_z"}, "unknown foundation model 'sam_vit_z'"),
+        ({"shape_range_mm": 0.0}, "shape_margin_mm and shape_range_mm must be positive"),
+        ({"sam_slices": 0}, "sam_refresh and sam_slices must be at least 1"),
+    ],
+)
+def test_teacher_settings_are_checked(changes, message):
+    from napari_ssseg.errors import SsSegError
+
+    with pytest.raises(SsSegError, match=message):
+        TrainConfig(**changes)

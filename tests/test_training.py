@@ -101,3 +101,18 @@ def test_cancel_midway_returns_model_trained_so_far(liver_case):
 
     model = train_model(Project([volume], ["liver"]), quick_config(), should_stop=stop_after_five)
     assert model.summary["iterations"] == 5 and model.summary["stopped_early"]
+
+
+def test_progress_reports_agreement_with_the_labels_on_annotated_slices(liver_case):
+    volume, _, _ = liver_case
+    reports: list = []
+    train_model(
+        Project([volume], ["liver"]),
+        quick_config(max_iters=40, agreement_every=20),
+        on_progress=reports.append,
+    )
+    agreement = {r.iteration: r.losses["agreement"] for r in reports if "agreement" in r.losses}
+    assert sorted(agreement) == [20, 40]
+    assert all(0.0 <= value <= 1.0 for value in agreement.values())
+    # After 40 steps the student already reproduces much of the labelled liver.
+    assert agreement[40] > 0.5, agreement

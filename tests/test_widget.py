@@ -291,3 +291,26 @@ def test_foundation_model_and_checkpoint_reach_the_training_settings(ct_widget, 
     values = widget.training_config()
     assert values["foundation_model"] == "sam_vit_b"
     assert values["foundation_checkpoint"] == str(tmp_path / "sam_vit_b.pth")
+
+
+@pytest.mark.gui
+def test_loss_plot_draws_loss_and_agreement(qtbot):
+    from napari_ssseg.widgets.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 80)
+    plot.show()
+    for step, (loss, agreement) in enumerate([(1.2, 0.1), (0.8, 0.5), (0.4, 0.9)], start=1):
+        plot.add(step * 10, loss)
+        plot.add_agreement(step * 10, agreement)
+    image = plot.grab().toImage()
+    green = orange = 0
+    for x in range(0, 300, 2):
+        for y in range(0, 80, 2):
+            colour = image.pixelColor(x, y)
+            green += colour.green() > 150 and colour.red() < 150
+            orange += colour.red() > 200 and 120 < colour.green() < 200 and colour.blue() < 120
+    assert green > 5 and orange > 5
+    plot.clear()
+    assert not plot.agreement and not plot.losses

@@ -79,6 +79,8 @@ class TrainConfig:
     sam_lr: float = 5e-4
     sam_tune_steps: int = 2
     inference_passes: int = 8
+    # Steps between reports of the agreement with the labels on annotated slices (0: never).
+    agreement_every: int = 50
     # Drop predicted 3-D components touching no annotated voxel of their class (see
     # inference/connectivity.py); +2 to +20 Dice points per volume on LA and ACDC pilots.
     keep_connected: bool = True

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from monai.metrics import compute_dice
+from monai.networks.utils import one_hot
 from monai.utils import set_determinism
 
 from napari_ssseg.annotation import Project
@@ -182,6 +184,10 @@ def train(
     augment = make_augmentation(config.seed)
     cache = _TargetCache(teachers, config, rng)
 
+    # Up to 8 annotated slices, evenly spread, on which the student's agreement with the
+    # user's labels is reported (what a clinician watches: is it learning my labels?).
+    probe = [pool.labelled[i] for i in np.linspace(0, len(pool.labelled) - 1, 8).astype(int)]
+    probe = list(dict.fromkeys(probe))
     history: list[TrainProgress] = []
     start = time.monotonic()
     iteration = 0
@@ -244,6 +250,8 @@ def train(
                 losses={k: float(v.detach()) for k, v in losses.items()}
                 | {"total": float(total.detach())},
             )
+            if config.agreement_every and iteration % config.agreement_every == 0:
+                snapshot.losses["agreement"] = _agreement(model, pool, probe, device)
             history.append(snapshot)
             if on_progress is not None:
                 on_progress(snapshot)
@@ -258,6 +266,25 @@ def train(
         stopped_early,
         history,
     )
+
+
+@torch.no_grad()
+def _agreement(
+    model: torch.nn.Module, pool: SlicePool, refs: list[SliceRef], device: torch.device
+) -> float:
+    """Mean foreground Dice of the student's argmax (no dropout, no augmentation) against the
+    user's labels on ``refs``; classes absent from both count as agreeing."""
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(pool.inputs(refs).to(device)).cpu()
+    finally:
+        model.train(was_training)
+    num_classes = logits.shape[1]
+    predicted = one_hot(logits.argmax(dim=1, keepdim=True), num_classes)
+    labels = one_hot(pool.targets(refs), num_classes)
+    dice = compute_dice(predicted, labels, include_background=False, ignore_empty=False)
+    return float(dice.mean())
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

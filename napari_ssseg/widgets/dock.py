@@ -460,6 +460,8 @@ class SsSegWidget(QWidget):
         if event.stage == "train":
             if "total" in event.losses:
                 self.loss_plot.add(event.iteration, event.losses["total"])
+            if "agreement" in event.losses:
+                self.loss_plot.add_agreement(event.iteration, event.losses["agreement"])
             self.status_label.setText(f"training: step {event.iteration}, {event.elapsed:.0f} s")
         else:
             self.status_label.setText("predicting the whole volume...")

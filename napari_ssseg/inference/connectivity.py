@@ -43,3 +43,25 @@ def keep_connected_to_annotation(
         out[drop] = 0
         removed |= drop
     return out, removed
+
+
+def keep_connected_with_labels(
+    predicted: np.ndarray, labels: np.ndarray, annotated: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`keep_connected_to_annotation` for a prediction with slices first.
+
+    Args:
+        predicted: (Z, H, W) int predicted labels.
+        labels: (Z, H, W) int, the user's labels (read on annotated slices only).
+        annotated: (Z,) bool, the annotated slices.
+        num_classes: C.
+
+    Returns:
+        (filtered labels with the user's labels on annotated slices, bool mask of the voxels
+        set to background).
+    """
+    on_annotated = annotated[:, None, None]
+    seeds = np.where(on_annotated, labels, 0)
+    return keep_connected_to_annotation(
+        np.where(on_annotated, seeds, predicted), seeds, num_classes
+    )

@@ -3,7 +3,8 @@
 Every step trains the student on a batch of annotated slices (Dice + CE). When the method has
 teachers (:mod:`napari_ssseg.training.teachers`) and there are unannotated slices, the step
 also draws a batch of them; each teacher's targets for those slices (moved by the same
-augmentation as the student's input) give one loss term:
+augmentation as the student's input) give one loss term, defined by the teacher
+(:meth:`Teacher.loss`):
 
 - ``mean``: squared error (or CE) toward the EMA teacher's probabilities on pixels whose
   normalised predictive entropy is below a threshold rising from ``threshold_start`` to
@@ -42,13 +43,8 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.losses import (
-    gated_consistency_loss,
-    gated_pseudo_label_loss,
-    supervised_loss,
-    weighted_pseudo_label_loss,
-)
-from napari_ssseg.training.schedules import poly_lr, sigmoid_rampup
+from napari_ssseg.training.losses import supervised_loss
+from napari_ssseg.training.schedules import poly_lr
 from napari_ssseg.training.teachers import Teacher, build_teachers
 
 
@@ -119,37 +115,6 @@ class _TargetCache:
             self.key, self.refreshed = key, iteration
         picks = self.rng.choice(len(self.refs), size=count)
         return [self.refs[i] for i in picks], [t[picks] for t in self.targets]
-
-
-def _teacher_term(
-    teacher: Teacher,
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    fraction: float,
-    config: TrainConfig,
-) -> tuple[torch.Tensor, float]:
-    """One teacher's loss on the unannotated batch and its weight at this point of training.
-
-    ``target`` is (B, K + 1, S, S): probabilities, then confidence.
-    """
-    probs, confidence = target[:, :-1], target[:, -1]
-    if teacher.name == "shape":
-        return weighted_pseudo_label_loss(logits, probs, confidence), config.shape_weight
-    if teacher.name == "sam":
-        ramp = sigmoid_rampup(fraction - teacher.start, config.rampup)
-        return weighted_pseudo_label_loss(logits, probs, confidence), config.sam_weight * ramp
-    if teacher.name == "self":
-        ramp = sigmoid_rampup(fraction - teacher.start, config.rampup)
-        threshold = config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
-        loss = gated_pseudo_label_loss(logits, probs, 1.0 - confidence, threshold)
-        return loss, config.curriculum_weight * ramp
-    if teacher.name == "connect":
-        # Mean CE over the corrected pixels only: they are few, and all of them count.
-        return gated_pseudo_label_loss(logits, probs, 1.0 - confidence, 0.5), config.connect_weight
-    ramp = sigmoid_rampup(fraction - teacher.start, config.rampup)
-    threshold = config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
-    gated = gated_consistency_loss if config.consistency_loss == "mse" else gated_pseudo_label_loss
-    return gated(logits, probs, 1.0 - confidence, threshold), config.consistency_weight * ramp
 
 
 def train(
@@ -227,7 +192,7 @@ def train(
             # they never count.
             moved_targets = moved["target"].to(device).split(targets[0].shape[1], dim=1)
             for teacher, target in zip(active, moved_targets, strict=True):
-                loss, weight = _teacher_term(teacher, unlabelled_logits, target, fraction, config)
+                loss, weight = teacher.loss(unlabelled_logits, target, fraction)
                 losses[teacher.name] = loss
                 total = total + weight * loss
         else:

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 import torch
 
 from napari_ssseg.data.slices import SlicePool, SliceRef
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.schedules import sigmoid_rampup
 
 
 class Teacher(ABC):
@@ -24,6 +26,14 @@ class Teacher(ABC):
     def covers(self) -> list[SliceRef]:
         """The unannotated slices this teacher can say something about."""
 
+    @abstractmethod
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, fraction: float
+    ) -> tuple[torch.Tensor, float]:
+        """This teacher's loss on the student's (B, K, S, S) logits for a (B, K + 1, S, S)
+        target (probabilities, then confidence), and its weight at training progress
+        ``fraction``."""
+
     version = 0
     """Bumped whenever the teacher's targets change, so cached targets are recomputed."""
 
@@ -35,6 +45,17 @@ class Teacher(ABC):
         """Called before each step that uses the teacher, with the training progress in [0, 1]
         (no-op unless the teacher refreshes)."""
         return None
+
+
+def rampup(config: TrainConfig, fraction: float, start: float) -> float:
+    """The sigmoid ramp-up of a teacher switched on at ``start``, at progress ``fraction``."""
+    return sigmoid_rampup(fraction - start, config.rampup)
+
+
+def gate_threshold(config: TrainConfig, ramp: float) -> float:
+    """The uncertainty below which a pixel counts, rising from ``threshold_start`` to
+    ``threshold_end`` with the ramp-up."""
+    return config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
 
 
 def partially_annotated(pool: SlicePool) -> list[int]:

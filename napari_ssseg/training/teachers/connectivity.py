@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.inference.connectivity import keep_connected_to_annotation
+from napari_ssseg.inference.connectivity import keep_connected_with_labels
 from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.losses import gated_pseudo_label_loss
 from napari_ssseg.training.teachers.base import Teacher, blank_target, partially_annotated
 
 
@@ -31,6 +32,13 @@ class ConnectivityTeacher(Teacher):
         if self.refreshed is None:
             return [ref for ref in self.pool.unlabelled if ref[0] in self.volumes]
         return list(self._targets)
+
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, fraction: float
+    ) -> tuple[torch.Tensor, float]:
+        """Mean CE over the corrected pixels only: they are few, and all of them count."""
+        loss = gated_pseudo_label_loss(logits, target[:, :-1], 1.0 - target[:, -1], 0.5)
+        return loss, self.config.connect_weight
 
     @torch.no_grad()
     def prepare(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
@@ -56,11 +64,13 @@ class ConnectivityTeacher(Teacher):
             refs = [(v, z) for z in range(first, min(first + 16, depth))]
             logits = student(self.pool.inputs(refs).to(self.device))
             predicted.append(logits.argmax(dim=1).cpu())
-        annotated = prepared.annotated.numpy()[:, None, None]
-        seeds = np.where(annotated, prepared.labels.numpy(), 0)
         # As at inference, the user's labels replace the prediction on annotated slices.
-        labels = np.where(annotated, seeds, torch.cat(predicted).numpy())
-        _, removed = keep_connected_to_annotation(labels, seeds, self.num_classes - 1)
+        _, removed = keep_connected_with_labels(
+            torch.cat(predicted).numpy(),
+            prepared.labels.numpy(),
+            prepared.annotated.numpy(),
+            self.num_classes - 1,
+        )
         for z in np.flatnonzero(removed.any(axis=(1, 2)) & ~prepared.annotated.numpy()):
             target = torch.zeros(self.num_classes + 1, *removed.shape[1:])
             target[0] = 1.0  # background

@@ -6,10 +6,16 @@ import numpy as np
 import torch
 
 from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.inference.connectivity import keep_connected_to_annotation
+from napari_ssseg.inference.connectivity import keep_connected_with_labels
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.ema import ema_teacher
-from napari_ssseg.training.teachers.base import Teacher, partially_annotated
+from napari_ssseg.training.losses import gated_pseudo_label_loss
+from napari_ssseg.training.teachers.base import (
+    Teacher,
+    gate_threshold,
+    partially_annotated,
+    rampup,
+)
 from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
 
@@ -45,6 +51,15 @@ class CurriculumTeacher(Teacher):
             return [ref for ref in self.pool.unlabelled if ref[0] in self.volumes]
         return list(self._admitted)
 
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, fraction: float
+    ) -> tuple[torch.Tensor, float]:
+        """CE toward the pseudo-labels where their uncertainty is below the rising threshold."""
+        ramp = rampup(self.config, fraction, self.start)
+        threshold = gate_threshold(self.config, ramp)
+        loss = gated_pseudo_label_loss(logits, target[:, :-1], 1.0 - target[:, -1], threshold)
+        return loss, self.config.curriculum_weight * ramp
+
     def update(self, student: torch.nn.Module) -> None:
         self.model.update_parameters(student)
 
@@ -76,10 +91,12 @@ class CurriculumTeacher(Teacher):
             )
         prob = torch.cat(probs)  # (Z, K, S, S)
         confidence = 1.0 - normalised_entropy(prob)  # (Z, S, S)
-        annotated = prepared.annotated.numpy()[:, None, None]
-        seeds = np.where(annotated, prepared.labels.numpy(), 0)
-        labels = np.where(annotated, seeds, prob.argmax(dim=1).numpy())
-        labels, _ = keep_connected_to_annotation(labels, seeds, self.num_classes - 1)
+        labels, _ = keep_connected_with_labels(
+            prob.argmax(dim=1).numpy(),
+            prepared.labels.numpy(),
+            prepared.annotated.numpy(),
+            self.num_classes - 1,
+        )
         onehot = np.eye(self.num_classes, dtype=np.float32)[labels].transpose(0, 3, 1, 2)
         out = []
         for z in np.flatnonzero(~prepared.annotated.numpy()):

@@ -27,7 +27,13 @@ from napari_ssseg.annotation import Project
 from napari_ssseg.data.intensity import normalise_intensity
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.teachers.base import Teacher, blank_target, partially_annotated
+from napari_ssseg.training.losses import weighted_pseudo_label_loss
+from napari_ssseg.training.teachers.base import (
+    Teacher,
+    blank_target,
+    partially_annotated,
+    rampup,
+)
 
 
 def load_backend(config: TrainConfig):
@@ -82,6 +88,14 @@ class SamTeacher(Teacher):
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
         self.tuner = _DecoderTuner(self, project, config) if config.sam_lora_rank > 0 else None
+
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, fraction: float
+    ) -> tuple[torch.Tensor, float]:
+        """CE toward the foundation model's masks weighted by their confidence, ramped up."""
+        ramp = rampup(self.config, fraction, self.start)
+        loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
+        return loss, self.config.sam_weight * ramp
 
     def covers(self) -> list[SliceRef]:
         if self.refreshed is None:

@@ -7,7 +7,8 @@ import torch
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.ema import ema_teacher
-from napari_ssseg.training.teachers.base import Teacher
+from napari_ssseg.training.losses import gated_consistency_loss, gated_pseudo_label_loss
+from napari_ssseg.training.teachers.base import Teacher, gate_threshold, rampup
 from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
 
@@ -39,6 +40,21 @@ class MeanTeacher(Teacher):
             confidence = 1.0 - normalised_entropy(probs)
             chunks.append(torch.cat([probs, confidence[:, None]], dim=1).cpu())
         return torch.cat(chunks)
+
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, fraction: float
+    ) -> tuple[torch.Tensor, float]:
+        """Consistency (MSE, or CE with ``consistency_loss="ce"``) where the teacher's
+        uncertainty is below the rising threshold, with the ramp-up."""
+        ramp = rampup(self.config, fraction, self.start)
+        gated = (
+            gated_consistency_loss
+            if self.config.consistency_loss == "mse"
+            else gated_pseudo_label_loss
+        )
+        uncertainty = 1.0 - target[:, -1]
+        loss = gated(logits, target[:, :-1], uncertainty, gate_threshold(self.config, ramp))
+        return loss, self.config.consistency_weight * ramp
 
     def update(self, student: torch.nn.Module) -> None:
         self.model.update_parameters(student)

@@ -11,6 +11,7 @@ from napari_ssseg.annotation import Project
 from napari_ssseg.baselines.interpolation import blended_distances
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.losses import weighted_pseudo_label_loss
 from napari_ssseg.training.teachers.base import Teacher
 
 
@@ -42,6 +43,7 @@ class ShapeTeacher(Teacher):
     start = 0.0
 
     def __init__(self, project: Project, pool: SlicePool, config: TrainConfig):
+        self.config = config
         self.num_classes = project.num_classes + 1
         self._targets: dict[SliceRef, torch.Tensor] = {}
         for v, (volume, prepared) in enumerate(zip(project.volumes, pool.volumes, strict=True)):
@@ -64,6 +66,14 @@ class ShapeTeacher(Teacher):
                 )
                 onehot = np.eye(self.num_classes, dtype=np.float32)[labels].transpose(2, 0, 1)
                 self._targets[(v, z)] = torch.from_numpy(np.concatenate([onehot, confidence[None]]))
+
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, fraction: float
+    ) -> tuple[torch.Tensor, float]:
+        """CE toward the interpolated shapes weighted by their confidence, from the first step
+        (the targets do not depend on the student)."""
+        loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
+        return loss, self.config.shape_weight
 
     def covers(self) -> list[SliceRef]:
         return list(self._targets)

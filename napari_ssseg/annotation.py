@@ -16,6 +16,11 @@ import numpy as np
 from napari_ssseg.errors import AnnotationError
 from napari_ssseg.io.volume import Volume
 
+MIN_SLICE_SIDE = 4
+"""Fewest voxels along each in-plane side of a slice. The network resizes every slice to its
+square input, so nothing breaks below this, but a slice 1 to 3 voxels wide is a line, not an
+image: it holds no 2-D shape to learn and usually means the wrong slice axis."""
+
 
 def default_slice_axis(spacing: Sequence[float]) -> int:
     """The axis with the largest voxel spacing; ties go to the last such axis.
@@ -121,6 +126,31 @@ class AnnotatedVolume:
         annotated = set(self.annotated_slices)
         return [i for i in range(self.num_slices) if i not in annotated]
 
+    def check_slice_size(self) -> None:
+        """Raise :class:`AnnotationError` if a slice is narrower than :data:`MIN_SLICE_SIDE`."""
+        plane = tuple(s for a, s in enumerate(self.labels.shape) if a != self.axis)
+        if min(plane) < MIN_SLICE_SIDE:
+            raise AnnotationError(
+                f"{self.image.name}: volume {self.labels.shape} is too small for the network: "
+                f"its slices along axis {self.axis} are {plane[0]} x {plane[1]} voxels, at least "
+                f"{MIN_SLICE_SIDE} x {MIN_SLICE_SIDE} are needed (is the slice axis right?)"
+            )
+
+    def check_image_finite(self) -> None:
+        """Raise :class:`AnnotationError` if the image holds NaN or infinite voxels."""
+        data = np.asarray(self.image.data)
+        if data.dtype.kind not in "iufb":
+            raise AnnotationError(
+                f"{self.image.name}: image voxels of dtype {data.dtype} are not real numbers"
+            )
+        if data.dtype.kind == "f":
+            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+            if bad:
+                raise AnnotationError(
+                    f"{self.image.name}: the image holds {bad} non-finite (NaN or Inf) voxels "
+                    f"out of {data.size}"
+                )
+
     def mark_empty(self, index: int) -> None:
         """Declare slice ``index`` annotated although it holds no label."""
         self.marked_empty.add(self._checked_index(index))
@@ -169,6 +199,52 @@ class Project:
             raise AnnotationError(
                 "no annotated slice: label at least one slice (or mark one annotated-but-empty)"
             )
+        for volume in self.volumes:
+            volume.check_slice_size()
+            volume.check_image_finite()
+
+    def annotated_values(self) -> set[int]:
+        """Label values (0 included) found on the annotated slices of every volume."""
+        found: set[int] = set()
+        for volume in self.volumes:
+            for i in volume.annotated_slices:
+                found.update(int(v) for v in np.unique(volume.labels[slice_index(volume.axis, i)]))
+        return found
+
+    def warnings(self, semi_supervised: bool = False) -> list[str]:
+        """Problems that do not stop training but make its result poorer than the user expects.
+
+        One line each: only background annotated (the model learns to predict nothing), classes
+        on no annotated slice (never learnt, never predicted), no background annotated (class
+        borders cannot be learnt) and, for a ``semi_supervised`` method, no unannotated slice
+        left to learn from. Call after :meth:`validate`.
+        """
+        values = self.annotated_values()
+        messages: list[str] = []
+        classes = range(1, self.num_classes + 1)
+        absent = [c for c in classes if c not in values]
+        if len(absent) == self.num_classes:
+            messages.append(
+                "the annotated slices hold only background (0): the model will learn to predict "
+                "nothing; paint at least one structure"
+            )
+        elif absent:
+            names = ", ".join(f"{self.class_names[c - 1]!r} ({c})" for c in absent)
+            messages.append(
+                f"class {names} appears on no annotated slice: the model cannot learn it and "
+                "will not predict it"
+            )
+        if 0 not in values and not absent:
+            messages.append(
+                "the annotated slices hold no background (0) voxel: the model cannot learn "
+                "where the classes end"
+            )
+        if semi_supervised and all(not v.unannotated_slices for v in self.volumes):
+            messages.append(
+                "every slice is annotated, so the semi-supervised teachers have nothing to "
+                "learn from: training is supervised only"
+            )
+        return messages
 
 
 def infer_class_names(volumes: Sequence[AnnotatedVolume]) -> list[str]:

@@ -7,13 +7,26 @@ User mistakes end with one ``napari-ssseg: error: ...`` line on stderr and exit 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_ssseg.cluster_cli import (
+    add_cluster_options,
+    predict_data_folder,
+    train_on_cluster,
+    wants_cluster,
+)
+
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
 TRAINING_METHODS = ("unet", "mt", "shape", "connect", "ssl", "sc-sam", "curriculum")
 """The keys of ``training.config.METHODS``, repeated so ``--help`` needs no torch import."""
+MAX_LISTED_SLICES = 100_000
+"""More slice indices than any volume has (NIfTI-1 axes stop at 32767): a longer list or range
+is a typo, refused before it fills the memory."""
+_SLICE_PART = re.compile(r"([0-9]+)(?:\s*-\s*([0-9]+))?")
 
 
 class CliError(Exception):
@@ -21,20 +34,32 @@ class CliError(Exception):
 
 
 def parse_slices(text: str) -> list[int]:
-    """``"12,30,47"`` -> [12, 30, 47]; ranges ``"3-5"`` are allowed."""
+    """``"12,30,47"`` -> [12, 30, 47]; ranges ``"3-5"`` are allowed.
+
+    Indices are plain ASCII digits counted from 0; a reversed range, a negative index or more
+    than :data:`MAX_LISTED_SLICES` indices raise :class:`CliError` naming the part.
+    """
     slices: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
-        try:
-            if "-" in part[1:]:
-                first, last = part.split("-", 1)
-                slices.extend(range(int(first), int(last) + 1))
-            else:
-                slices.append(int(part))
-        except ValueError:
-            raise CliError(f"--annotated-slices: {part!r} is not a slice index or range") from None
+        match = _SLICE_PART.fullmatch(part)
+        if match is None:
+            hint = "; slices are numbered from 0" if part.startswith("-") else ""
+            raise CliError(f"--annotated-slices: {part!r} is not a slice index or range{hint}")
+        first = int(match.group(1))
+        last = first if match.group(2) is None else int(match.group(2))
+        if last < first:
+            raise CliError(
+                f"--annotated-slices: {part!r} is a reversed range (write {last}-{first})"
+            )
+        if len(slices) + (last - first + 1) > MAX_LISTED_SLICES:
+            raise CliError(
+                f"--annotated-slices: {part!r} lists more than {MAX_LISTED_SLICES} slices; no "
+                "volume has that many"
+            )
+        slices.extend(range(first, last + 1))
     if not slices:
         raise CliError("--annotated-slices: no slice index given")
     return slices
@@ -91,6 +116,33 @@ def parse_volume_groups(tokens: Sequence[str]):
     return specs
 
 
+def check_output_folder(out: Path, model: bool = False) -> None:
+    """Refuse an ``--out`` that cannot become the output folder, before any work is done.
+
+    With ``model``, an existing folder must be empty or a model folder: saving a model
+    replaces the whole folder, which would delete anything else kept there.
+    """
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file; a folder is needed")
+    for folder in (out, *out.parents):  # the nearest existing one receives what is written
+        if folder.exists():
+            if not folder.is_dir():
+                raise CliError(f"--out {out}: {folder} is a file, not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise CliError(f"--out {out}: the folder {folder} is not writable")
+            break
+    if model and out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
+        raise CliError(
+            f"--out {out} is a folder holding other files and no model.json; saving the model "
+            "would replace it: give a new folder or an existing model folder"
+        )
+
+
+def _positive(option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise CliError(f"{option} must be at least 1, not {value}")
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-time", type=float, default=None, help="time budget in seconds")
     parser.add_argument("--max-iters", type=int, default=None, help="iteration budget")
@@ -123,9 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", type=Path, help="warm-start from this model folder")
     train.add_argument("--config", type=Path, help="JSON file of training settings")
     _add_training_options(train)
+    add_cluster_options(train, "train data-parallel")
 
     predict = commands.add_parser("predict", help="segment a volume with a trained model")
-    predict.add_argument("image", type=Path)
+    predict.add_argument("image", type=Path, nargs="?", help="the volume (or use --data)")
+    predict.add_argument("--data", type=Path, help="predict every image of this folder")
     predict.add_argument("--model", required=True, type=Path)
     predict.add_argument("--out", required=True, type=Path, help="folder for the outputs")
     predict.add_argument("--labels", type=Path, help="user labels to keep on annotated slices")
@@ -133,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--axis", help="slice axis (default: the training one or the thickest)")
     predict.add_argument("--passes", type=int, default=None, help="MC-dropout passes")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    add_cluster_options(predict, "--data: predict volumes in parallel")
 
     demo = commands.add_parser("demo", help="train and predict on the bundled sample")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -208,13 +263,31 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         class_names = class_names or data_names
     if not specs:
         raise CliError("train needs at least one IMAGE or --data MSD_DIR")
+    check_output_folder(args.out, model=True)
     if not args.out.parent.is_dir():
         raise CliError(f"{args.out.parent}: the folder for --out does not exist")
     config = _training_config(args, args.method)
     project = load_project(specs, class_names)
+    for warning in project.warnings(semi_supervised=bool(config.teachers)):
+        print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
+    if wants_cluster(args):
+        summary = train_on_cluster(args, project, config, args.init)
+        print(
+            f"model written to {args.out} ({summary['iterations']} steps on {args.workers} "
+            f"worker(s), {summary['seconds']:.0f} s)"
+        )
+        return 0
     init = load_model(args.init) if args.init is not None else None
+    if init is not None and (
+        init.config.channels != config.channels or init.num_classes != project.num_classes
+    ):
+        raise CliError(
+            f"--init {args.init}: that model has U-Net channels {list(init.config.channels)} "
+            f"and {init.num_classes} classes; this run has {list(config.channels)} and "
+            f"{project.num_classes}"
+        )
     model = train_model(project, config, init=init, on_progress=_progress_printer("train"))
-    warning = undertrained_warning(model.summary)
+    warning = undertrained_warning(model.summary, config)
     if warning:
         print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
     save_model(model, args.out)
@@ -232,6 +305,16 @@ def run_predict(args: argparse.Namespace) -> int:
     from napari_ssseg.io.outputs import write_prediction
     from napari_ssseg.model_store import load_model
 
+    _positive("--passes", args.passes)
+    check_output_folder(args.out)
+    if (args.image is None) == (args.data is None):
+        raise CliError("predict needs either an IMAGE or --data DIR")
+    if args.data is not None:
+        if args.labels is not None or args.annotated_slices or args.axis is not None:
+            raise CliError("--labels, --annotated-slices and --axis need a single IMAGE")
+        return predict_data_folder(args)
+    if wants_cluster(args):
+        raise CliError("--workers and --ray-address need --data DIR")
     model = load_model(args.model)
     image = read_volume(args.image)
     axis = parse_axis(args.axis) if args.axis is not None else None
@@ -243,6 +326,7 @@ def run_predict(args: argparse.Namespace) -> int:
     elif args.annotated_slices:
         raise CliError("--annotated-slices needs --labels")
     annotation = annotation_for_prediction(model, annotation, axis, image)
+    annotation.check_slice_size()
     prediction = predict_volume(model, annotation, passes=args.passes, device=args.device)
     paths = write_prediction(prediction, image, args.out)
     for path in paths.values():
@@ -293,11 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from napari_ssseg.errors import SsSegError
 
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
+        threads = getattr(args, "threads", None)
+        _positive("--threads", threads)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         if args.command == "train":
             return run_train(args, extra)
         if args.command == "predict":

@@ -64,7 +64,7 @@ def run_demo(out_dir: Path, sample: str, organ: str, k: int, config: TrainConfig
             )
 
     model = train_model(project, config, on_progress=show)
-    warning = undertrained_warning(model.summary)
+    warning = undertrained_warning(model.summary, config)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     prediction = predict_volume(model, volume)

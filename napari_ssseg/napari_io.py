@@ -101,9 +101,19 @@ def _affine_from_meta(meta: dict[str, Any]) -> np.ndarray:
     metadata = meta.get("metadata") or {}
     affine = metadata.get("ssseg_affine")
     if affine is not None:
-        arr = np.asarray(affine, dtype=np.float64)
+        try:
+            arr = np.asarray(affine, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise InputError(f"layer metadata ssseg_affine is not a 4x4 matrix ({error})") from None
         if arr.shape != (4, 4):
             raise InputError(f"layer metadata ssseg_affine has shape {arr.shape}, not (4, 4)")
+        if not np.all(np.isfinite(arr)):
+            raise InputError("layer metadata ssseg_affine has NaN or Inf entries")
+        linear = arr[:3, :3]
+        scale = float(np.max(np.abs(linear)))
+        if scale == 0.0 or abs(np.linalg.det(linear / scale)) < 1e-9:
+            # Written as is, the file could not be read back (see io.nifti).
+            raise InputError("layer metadata ssseg_affine is singular (non-invertible)")
         return arr
     scale = meta.get("scale")
     spacing = [1.0, 1.0, 1.0] if scale is None else [float(s) for s in scale][-3:][::-1]

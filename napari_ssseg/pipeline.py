@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from napari_ssseg.annotation import Project
+from napari_ssseg.errors import InputError
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.loop import TrainProgress, train
+from napari_ssseg.training.replica import Replica
 
 
 def train_model(
@@ -16,14 +18,20 @@ def train_model(
     init: TrainedModel | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    replica: Replica | None = None,
 ) -> TrainedModel:
-    """Train on ``project`` (warm-starting from ``init`` when its architecture matches)."""
+    """Train on ``project`` (warm-starting from ``init`` when its architecture matches);
+    ``replica`` places this process among data-parallel copies (None: the only one)."""
     init_state = None
     if init is not None:
         if init.config.channels != config.channels or init.num_classes != project.num_classes:
-            raise ValueError("the model to warm-start from has another architecture or class set")
+            raise InputError(
+                f"the model to warm-start from has channels {list(init.config.channels)} and "
+                f"{init.num_classes} classes; this run needs {list(config.channels)} and "
+                f"{project.num_classes}"
+            )
         init_state = init.state_dict
-    result = train(project, config, init_state, on_progress, should_stop)
+    result = train(project, config, init_state, on_progress, should_stop, replica=replica)
     summary = {
         "iterations": result.iterations,
         "seconds": round(result.elapsed, 2),
@@ -41,9 +49,13 @@ def train_model(
 MIN_USEFUL_STEPS = 100
 
 
-def undertrained_warning(summary: dict) -> str | None:
-    """A warning when a time budget allowed too few steps for a usable model, else None."""
-    if summary["iterations"] < MIN_USEFUL_STEPS and not summary["stopped_early"]:
+def undertrained_warning(summary: dict, config: TrainConfig) -> str | None:
+    """A warning when the time budget (not ``max_iters``, nor a stop) ended training after
+    too few steps for a usable model, else None."""
+    steps = summary["iterations"]
+    if config.max_time is None or summary["stopped_early"] or steps >= config.max_iters:
+        return None
+    if steps < MIN_USEFUL_STEPS:
         return (
             f"only {summary['iterations']} training steps fitted in the time budget; results "
             "will be poor (raise --max-time or free the CPU)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 from napari_ssseg.annotation import AnnotatedVolume
 from napari_ssseg.errors import InputError
 from napari_ssseg.io.nifti import read_labels, write_labels
+from napari_ssseg.io.outputs import safe_name
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import volume_key
 from napari_ssseg.sample_data import SAMPLES
@@ -61,14 +63,17 @@ def _cache_root() -> Path:
 
 def default_project_dir(image: Volume) -> Path:
     """``<image name>.ssseg`` beside the image file; for an image without a file, a sample
-    shipped with the package or a read-only folder, a folder in the user's cache instead."""
+    shipped with the package or a read-only folder, a folder in the user's cache instead.
+
+    The name is made safe first (:func:`~napari_ssseg.io.outputs.safe_name`): a layer named
+    ``../../x`` must not move the project out of that folder."""
     path = image.path
     samples = {case.image.parent.resolve() for case in SAMPLES.values()}
     if path is not None:
         folder = Path(path).resolve().parent
         if folder not in samples and os.access(folder, os.W_OK | os.X_OK):
-            return folder / f"{image.name}{PROJECT_SUFFIX}"
-    return _cache_root() / f"{image.name}-{volume_key(image)}{PROJECT_SUFFIX}"
+            return folder / f"{safe_name(image.name)}{PROJECT_SUFFIX}"
+    return _cache_root() / f"{safe_name(image.name)}-{volume_key(image)}{PROJECT_SUFFIX}"
 
 
 def has_autosave(folder: str | Path) -> bool:
@@ -86,12 +91,50 @@ def autosave_time(folder: str | Path) -> str | None:
 
 
 def _model_entry(folder: Path, model_dir: Path | None) -> str | None:
+    """The model's folder name when it lies in the project folder, else its absolute path
+    (a folder project's volumes share the model of the main project)."""
     if model_dir is None:
         return None
     model_dir = Path(model_dir).resolve()
     if model_dir.parent == folder.resolve():
         return model_dir.name
     return str(model_dir)
+
+
+_LABELS_NAME = re.compile(r"^labels-[0-9a-f]{12}\.nii\.gz$")
+
+
+def _plain_name(name: object) -> bool:
+    """Whether ``name`` names an entry of a folder, never the folder itself or beyond it."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\0")
+    )
+
+
+def _saved_model(folder: Path, entry: object) -> Path | None:
+    """The model folder a project file names: a plain name inside ``folder``, or an absolute
+    path (written for a model shared by a folder project; only ever read, to warm-start).
+
+    A relative entry that climbs out (``../x``) is not something a save writes, so it is
+    ignored: the labels still restore, the next run trains from scratch.
+    """
+    if _plain_name(entry):
+        return folder / str(entry)
+    if isinstance(entry, str) and "\0" not in entry and Path(entry).is_absolute():
+        return Path(entry)
+    return None
+
+
+def _inside(folder: Path, name: object, what: str, path: Path) -> Path:
+    """``folder / name`` for a plain name; anything that could leave the folder is refused."""
+    if not _plain_name(name):
+        raise InputError(
+            f"{path}: the {what} entry {name!r} is not a name inside the project folder; "
+            "refusing to follow it"
+        )
+    return folder / name
 
 
 def save_project(
@@ -163,23 +206,30 @@ def load_project(folder: str | Path, image: Volume) -> SavedProject:
         settings = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: unreadable project file ({error})") from error
-    if settings.get("format_version") != FORMAT_VERSION:
+    if not isinstance(settings, dict) or settings.get("format_version") != FORMAT_VERSION:
+        version = settings.get("format_version") if isinstance(settings, dict) else None
         raise InputError(
-            f"{path}: project format {settings.get('format_version')!r} is not supported "
-            f"(expected {FORMAT_VERSION})"
+            f"{path}: project format {version!r} is not supported (expected {FORMAT_VERSION})"
         )
-    if tuple(settings["shape"]) != image.shape or settings["image_key"] != volume_key(image):
+    try:
+        shape, key = tuple(settings["shape"]), settings["image_key"]
+        labels_name, axis = settings["labels"], int(settings["axis"])
+        marked = {int(i) for i in settings["marked_empty"]}
+        class_names = [str(name) for name in settings["class_names"]]
+        saved_at = str(settings["saved_at"])
+    except (KeyError, TypeError, ValueError) as error:
+        message = f"{path}: damaged project file ({type(error).__name__}: {error})"
+        raise InputError(message) from error
+    if shape != image.shape or key != volume_key(image):
         raise InputError(
-            f"{folder}: this project was saved for another image ({settings['image_name']}, "
-            f"grid {tuple(settings['shape'])}); {image.name} has grid {image.shape} and "
-            "different voxels"
+            f"{folder}: this project was saved for another image ({settings.get('image_name')}, "
+            f"grid {shape}); {image.name} has grid {image.shape} and different voxels"
         )
-    labels = read_labels(folder / settings["labels"], like=image)
-    annotation = AnnotatedVolume(
-        image, labels.astype(np.int16), int(settings["axis"]), set(settings["marked_empty"])
+    labels_path = _inside(folder, labels_name, "labels", path)
+    if not _LABELS_NAME.match(labels_name):
+        raise InputError(f"{path}: the labels entry {labels_name!r} is not a labels file name")
+    labels = read_labels(labels_path, like=image)
+    annotation = AnnotatedVolume(image, labels.astype(np.int16), axis, marked)
+    return SavedProject(
+        annotation, class_names, _saved_model(folder, settings.get("model")), saved_at
     )
-    model = settings.get("model")
-    model_dir = None
-    if model:
-        model_dir = Path(model) if Path(model).is_absolute() else folder / model
-    return SavedProject(annotation, list(settings["class_names"]), model_dir, settings["saved_at"])

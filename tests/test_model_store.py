@@ -22,3 +22,18 @@ def test_weights_from_another_architecture_are_refused(tmp_path):
     settings_path.write_text(json.dumps(settings))
     with pytest.raises(InputError, match="weights do not fit the architecture"):
         load_model(tmp_path / "model")
+
+
+def test_save_refuses_to_replace_a_folder_of_other_files(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "scan.nii.gz").write_bytes(b"precious")
+    config = TrainConfig(image_size=32, channels=(4, 8, 16))
+    model = TrainedModel(build_unet(1, 2, config.channels).state_dict(), config, ["organ"])
+    with pytest.raises(InputError, match="is not a model folder"):
+        save_model(model, folder)
+    assert (folder / "scan.nii.gz").read_bytes() == b"precious"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert save_model(model, empty) == empty  # an empty folder, then a model folder, may go
+    assert save_model(model, empty) == empty

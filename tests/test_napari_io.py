@@ -155,9 +155,10 @@ def test_manifest_parses() -> None:
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     assert manifest.name == "napari-ssseg"
     contributions = manifest.contributions
-    (reader,) = contributions.readers
-    assert set(reader.filename_patterns) == {"*.nii", "*.nii.gz"}
-    assert reader.accepts_directories is False
+    files, folders = contributions.readers
+    assert set(files.filename_patterns) == {"*.nii", "*.nii.gz"}
+    assert files.accepts_directories is False
+    assert folders.command == "napari-ssseg.get_folder_reader" and folders.accepts_directories
     (writer,) = contributions.writers
     assert [str(t) for t in writer.layer_types] == ["labels"]
     assert {s.key: s.display_name for s in contributions.sample_data} == {

@@ -140,7 +140,7 @@ def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
     second.init_model_dir = tmp_path / "model"
     runner.start(second)
     assert runner.wait(timeout=120) is RunStatus.ERROR
-    assert runner.message.startswith("training failed: ValueError: the model to warm-start")
+    assert runner.message.startswith("the model to warm-start from has channels [8, 16, 32] and 2")
     assert "Traceback" not in runner.message
     after = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
     assert after == before

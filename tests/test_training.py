@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.bench.metrics import dice_per_class
 from napari_ssseg.bench.protocols import reveal_slices, sparse_slice_indices
+from napari_ssseg.cli import main
 from napari_ssseg.errors import TrainingCancelled
 from napari_ssseg.inference.predict import predict_volume
 from napari_ssseg.io.nifti import read_labels, read_volume
@@ -16,6 +19,17 @@ from napari_ssseg.model_store import load_model, save_model
 from napari_ssseg.pipeline import train_model
 from napari_ssseg.sample_data import load_sample
 from napari_ssseg.training.config import TrainConfig
+from tests.conftest import synthetic_case, write_nifti
+
+# A network small enough for a few CPU seconds of train + predict through the CLI.
+TINY_CLI_CONFIG = {
+    "image_size": 32,
+    "channels": [8, 16, 32],
+    "batch_size": 2,
+    "unlabelled_batch_size": 2,
+    "teacher_cache": 4,
+    "inference_passes": 2,
+}
 
 # Liver on the 122 x 101 x 30 CT sample, 4 revealed slices, 150 steps at 64 px.
 LIVER_DICE_FLOOR = 0.75
@@ -116,3 +130,42 @@ def test_progress_reports_agreement_with_the_labels_on_annotated_slices(liver_ca
     assert all(0.0 <= value <= 1.0 for value in agreement.values())
     # After 40 steps the student already reproduces much of the labelled liver.
     assert agreement[40] > 0.5, agreement
+
+
+@pytest.mark.slow
+def test_same_seed_same_output_files_through_the_cli(tmp_path):
+    """train + predict twice with the same seed and an iteration budget: every file the
+    user gets (weights, segmentation, uncertainty, slice table) is byte-identical."""
+    image, labels = synthetic_case()
+    image_path = write_nifti(tmp_path / "case.nii.gz", image)
+    labels_path = write_nifti(tmp_path / "case_lab.nii.gz", labels.astype(np.uint8))
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(TINY_CLI_CONFIG))
+
+    def run(name: str, seed: int) -> dict[str, bytes]:
+        model, out = tmp_path / f"model_{name}", tmp_path / f"pred_{name}"
+        train = [str(image_path), "--labels", str(labels_path), "--annotated-slices", "4,8,12"]
+        options = ["--config", str(settings), "--max-iters", "8", "--seed", str(seed)]
+        assert main(["train", *train, *options, "--device", "cpu", "--out", str(model)]) == 0
+        predict = ["predict", str(image_path), "--model", str(model), "--out", str(out)]
+        assert main([*predict, "--device", "cpu"]) == 0
+        files = {"model.safetensors": (model / "model.safetensors").read_bytes()}
+        files.update({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+        return files
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first, second, other = run("a", seed=5), run("b", seed=5), run("c", seed=6)
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(first) == [
+        "case_seg.nii.gz",
+        "case_slices.csv",
+        "case_uncertainty.nii.gz",
+        "model.safetensors",
+    ]
+    assert [name for name in first if first[name] != second[name]] == []
+    # The seed matters: another one gives other weights and another uncertainty map.
+    assert other["model.safetensors"] != first["model.safetensors"]
+    assert other["case_uncertainty.nii.gz"] != first["case_uncertainty.nii.gz"]

@@ -69,7 +69,7 @@ def test_session_agreement_compares_old_and_new_predictions_on_accepted_slices(t
     result = RunResult(
         tmp_path / "model",
         {},
-        [VolumeResult("v", session.prediction, [2], new_raw)],
+        [VolumeResult(session.image.name, session.prediction, [2], new_raw)],
     )
     session.apply(result)
     agreement = session.agreement
@@ -314,3 +314,152 @@ def test_loss_plot_draws_loss_and_agreement(qtbot):
     assert green > 5 and orange > 5
     plot.clear()
     assert not plot.agreement and not plot.losses
+
+
+# -- a folder of volumes as one project ---------------------------------------------------------
+
+
+@pytest.fixture
+def ct_folder(tmp_path):
+    """Two CT volumes in a folder: ``ct_a`` with the liver on REVEALED slices, ``ct_b``
+    without labels (the unlabelled pool)."""
+    from napari_ssseg.io.nifti import read_labels, write_labels
+    from napari_ssseg.sample_data import load_sample
+
+    case = load_sample("ct")
+    volume = read_volume(case.image)
+    reference = read_labels(case.labels, like=volume)
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for name in ("ct_a", "ct_b"):
+        (folder / f"{name}.nii.gz").write_bytes(case.image.read_bytes())
+    revealed = np.zeros_like(reference)
+    for z in REVEALED:
+        revealed[:, :, z] = reference[:, :, z] == LIVER
+    write_labels(folder / "ct_a_seg.nii.gz", revealed, volume)
+    return folder
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_folder_project_trains_all_volumes_and_reviews_each(
+    make_napari_viewer, runner, ct_folder, qtbot
+):
+    from qtpy.QtCore import Qt
+
+    from napari_ssseg.project_store import default_project_dir
+    from napari_ssseg.widgets.dock import SsSegWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(ct_folder), plugin="napari-ssseg")
+    widget = SsSegWidget(viewer, runner=runner)
+    viewer.window.add_dock_widget(widget, name="napari-ssseg")
+    widget.config_overrides = dict(TINY)
+    widget.image_combo.setCurrentText("ct_a")
+    widget.class_edit.setText("liver")
+    try:
+        assert widget.labels_combo.currentText() == "ct_a labels"
+        lines = [widget.volume_list.item(r) for r in range(widget.volume_list.count())]
+        assert [item.text() for item in lines] == [
+            "ct_a: 3 annotated slices  (current)",
+            "ct_b: 0 annotated slices",
+        ]
+        assert all(item.checkState() == Qt.CheckState.Checked for item in lines)
+        assert viewer.layers["ct_a"].visible and not viewer.layers["ct_b"].visible
+
+        click_train_and_wait(widget, qtbot)
+        assert widget.runner.status.value == "done"
+        assert widget.runner.result().summary["volumes"] == ["ct_a", "ct_b"]
+        a_prediction = widget.session.prediction.labels
+        assert a_prediction.any()
+
+        # Work on the unlabelled volume: its own pseudo-labels and review queue appear.
+        qtbot.mouseClick(
+            widget.volume_list.viewport(),
+            Qt.MouseButton.LeftButton,
+            pos=widget.volume_list.visualItemRect(widget.volume_list.item(1)).center(),
+        )
+        assert widget.image_combo.currentText() == "ct_b"
+        assert widget.labels_combo.currentText() == "ct_b labels"
+        assert viewer.layers["ct_b"].visible and not viewer.layers["ct_a"].visible
+        b_session = widget.session
+        assert b_session.prediction is not None and b_session.image.name == "ct_b"
+        pseudo = viewer.layers["pseudo-labels"].data
+        assert np.array_equal(pseudo, np.transpose(b_session.prediction.labels, (2, 1, 0)))
+        assert sorted(widget.review_queue()) == list(range(30))
+
+        target = widget.next_review()
+        assert widget.accept_current() == target
+        b_labels = viewer.layers["ct_b labels"].data
+        assert np.array_equal(b_labels[target], pseudo[target])
+        saved = load_project(default_project_dir(b_session.image), b_session.image)
+        assert saved.annotation.annotated_slices == [target]
+        assert widget.volume_list.item(1).text() == "ct_b: 1 annotated slice  (current)"
+    finally:
+        widget.shutdown()
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
+    """The sc-sam preset runs from the widget on the bundled LiteMedSAM weights: its loss
+    term is reported and result layers arrive."""
+    viewer, widget = ct_widget
+    reveal_liver(viewer, widget)
+    widget.method_combo.setCurrentText("sc-sam")
+    widget.budget_spin.setValue(600)  # the 30 steps, not the clock, end the run
+    widget.config_overrides = TINY | {
+        "sam_slices": 2,
+        "sam_refresh": 10,
+        "embedding_cache": str(tmp_path / "embeddings"),
+        "ssl_start": 0.1,
+    }
+    seen: set[str] = set()
+    widget.monitor.progressed.connect(lambda event: seen.update(event.losses))
+    click_train_and_wait(widget, qtbot, timeout_s=300)
+    assert widget.runner.status.value == "done", widget.status_label.text()
+    print(f"sc-sam click to result layers: {widget.last_click_to_result:.1f} s")
+    assert "sam" in seen
+    assert "pseudo-labels" in viewer.layers
+    assert any((tmp_path / "embeddings").rglob("*.safetensors"))
+
+
+@pytest.mark.gui
+def test_class_on_no_annotated_slice_is_warned_before_training(ct_widget, qtbot, monkeypatch):
+    from qtpy.QtCore import Qt
+
+    from napari_ssseg.widgets import dock
+
+    warned: list[str] = []
+    monkeypatch.setattr(dock, "show_warning", warned.append)
+    viewer, widget = ct_widget
+    reveal_liver(viewer, widget)
+    widget.class_edit.setText("liver, spleen")
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.monitor.running, timeout=20_000)
+    assert len(warned) == 1 and "'spleen' (2) appears on no annotated slice" in warned[0]
+
+
+@pytest.mark.gui
+def test_unreachable_cluster_is_an_error_and_napari_keeps_going(ct_widget, qtbot, monkeypatch):
+    """With a cluster address the job goes to Ray; one nobody answers at ends in a
+    notification, off the Qt thread, with the labels untouched (no Ray cluster is started)."""
+    pytest.importorskip("ray")
+    from qtpy.QtCore import Qt
+
+    from napari_ssseg.widgets import dock
+
+    shown: list[str] = []
+    monkeypatch.setattr(dock, "show_error", shown.append)
+    viewer, widget = ct_widget
+    labels = reveal_liver(viewer, widget)
+    kept = labels.data.copy()
+    widget.cluster_edit.setText("127.0.0.1:1")
+    widget.workers_spin.setValue(2)
+    qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
+    assert not widget.train_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(shown), timeout=20_000)
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in shown[0]
+    assert widget.train_button.isEnabled() and np.array_equal(labels.data, kept)
+    assert "pseudo-labels" not in viewer.layers

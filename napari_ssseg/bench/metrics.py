@@ -1,10 +1,14 @@
-"""Benchmark scores: per-class 3-D Dice (via MONAI) and their aggregation.
+"""Benchmark measures: per-class 3-D Dice (via MONAI) and their aggregation, and the peak
+memory of a step.
 
 Label volumes are int arrays of shape (X, Y, Z) with classes 1..C and 0 for background.
 """
 
 from __future__ import annotations
 
+import os
+import resource
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -88,3 +92,82 @@ def summarise(values: Sequence[float]) -> tuple[float, float]:
         # All-NaN input is an expected outcome here (it yields NaN), not a problem to report.
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(array)), float(np.nanstd(array))
+
+
+MIB = 1024 * 1024
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (its high-water mark), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def current_rss_mib() -> float | None:
+    """Resident memory of this process now, in MiB; None where /proc is not available."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+class PeakMemory:
+    """Peak resident memory of this process while a ``with`` block runs, in MiB.
+
+    The process's high-water mark (``ru_maxrss``) gives the block's peak exactly when the
+    block raised it. When an earlier step had reached more, the high-water mark says nothing
+    about the block, so a thread samples the current RSS every ``interval`` seconds and the
+    largest sample is the peak (a lower bound: a spike shorter than the interval can be
+    missed; ``exact`` is False then).
+
+    Attributes (after the block):
+        before_mib: RSS when the block started (what it inherited).
+        peak_mib: peak RSS during the block.
+        exact: True when ``peak_mib`` is the kernel's high-water mark.
+    """
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.before_mib = 0.0
+        self.peak_mib = 0.0
+        self.exact = False
+        self._sampled = 0.0
+        self._high_water = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            now = current_rss_mib()
+            if now is not None:
+                self._sampled = max(self._sampled, now)
+
+    def __enter__(self) -> PeakMemory:
+        now = current_rss_mib()
+        self.before_mib = now if now is not None else peak_rss_mib()
+        self._sampled = self.before_mib
+        self._high_water = peak_rss_mib()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        now = current_rss_mib()
+        if now is not None:
+            self._sampled = max(self._sampled, now)
+        high_water = peak_rss_mib()
+        self.exact = high_water > self._high_water
+        self.peak_mib = high_water if self.exact else self._sampled
+
+    def as_dict(self) -> dict:
+        """JSON fields: ``peak_rss_mib``, ``rss_before_mib``, ``peak_rss_exact``."""
+        return {
+            "peak_rss_mib": round(self.peak_mib, 1),
+            "rss_before_mib": round(self.before_mib, 1),
+            "peak_rss_exact": self.exact,
+        }

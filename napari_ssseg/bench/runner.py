@@ -5,6 +5,12 @@ Protocols:
         volume, score 3-D Dice over every unrevealed slice.
     cases: N cases of ``train_split`` fully labelled, the rest of it unlabelled, one model,
         scored on every slice of ``split``.
+
+Memory: every method runs in this one process (models and volumes are not pickled to
+workers), so each row reports the peak RSS of the process while that method segmented that
+volume (:class:`PeakMemory`: the kernel's high-water mark when the step raised it, else the
+largest 10 ms sample) next to the RSS it started from; the difference is what the step
+itself needed. The document's ``peak_rss_mb`` is the whole run's high-water mark.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,7 +29,13 @@ import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, Project, default_slice_axis
 from napari_ssseg.bench.methods import METHOD_NAMES, Method, make_method
-from napari_ssseg.bench.metrics import dice_per_class, mean_dice, summarise
+from napari_ssseg.bench.metrics import (
+    PeakMemory,
+    dice_per_class,
+    mean_dice,
+    peak_rss_mib,
+    summarise,
+)
 from napari_ssseg.bench.protocols import (
     acdc_patient,
     cases_split,
@@ -65,6 +76,14 @@ class MethodResult:
     volumes: list[dict] = field(default_factory=list)
     fit_seconds: float | None = None
     fit_steps: int | None = None
+    fit_memory: dict | None = None
+
+    def peak_rss_mib(self) -> float | None:
+        """Largest peak RSS (MiB) over this method's steps (fit and volumes)."""
+        peaks = [v["peak_rss_mib"] for v in self.volumes if "peak_rss_mib" in v]
+        if self.fit_memory is not None:
+            peaks.append(self.fit_memory["peak_rss_mib"])
+        return max(peaks) if peaks else None
 
     def summary(self) -> dict:
         mean, std = summarise([v["mean_dice"] for v in self.volumes])
@@ -79,6 +98,8 @@ class MethodResult:
             else None,
             "fit_seconds": self.fit_seconds,
             "fit_steps": self.fit_steps,
+            "fit_memory": self.fit_memory,
+            "peak_rss_mib": self.peak_rss_mib(),
             "volumes": self.volumes,
         }
 
@@ -93,11 +114,6 @@ def machine_description() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
     }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _load_case(case: MsdCase, axis: int | None):
@@ -121,18 +137,21 @@ def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
         volume = AnnotatedVolume.from_labels(image, revealed, axis, annotated)
         for method in methods:
             start = time.perf_counter()
-            pred = method.segment_sparse(volume, num_classes)
+            with PeakMemory() as memory:
+                pred = method.segment_sparse(volume, num_classes)
             seconds = time.perf_counter() - start
             row = {
                 "name": case.name,
                 "annotated": annotated,
                 "seconds": seconds,
                 "steps": method.last_steps,
+                **memory.as_dict(),
             }
             row.update(_score(pred, ref, num_classes, annotated, axis))
             results[method.name].volumes.append(row)
             print(
-                f"  {case.name:28s} {method.name:10s} Dice {row['mean_dice']:.3f} {seconds:6.1f} s",
+                f"  {case.name:28s} {method.name:10s} Dice {row['mean_dice']:.3f} {seconds:6.1f} s"
+                f" peak {memory.peak_mib:.0f} MiB",
                 file=sys.stderr,
                 flush=True,
             )
@@ -163,14 +182,17 @@ def _run_cases(settings, dataset, num_classes, methods, results, report) -> None
             )
             continue
         start = time.perf_counter()
-        method.fit(project)
+        with PeakMemory() as memory:
+            method.fit(project)
         results[method.name].fit_seconds = time.perf_counter() - start
         results[method.name].fit_steps = method.last_steps
+        results[method.name].fit_memory = memory.as_dict()
         for case in test_cases:
             image, ref, axis = _load_case(case, settings.axis)
             start = time.perf_counter()
-            pred = method.segment(AnnotatedVolume.unlabelled(image, axis))
-            row = {"name": case.name, "seconds": time.perf_counter() - start}
+            with PeakMemory() as memory:
+                pred = method.segment(AnnotatedVolume.unlabelled(image, axis))
+            row = {"name": case.name, "seconds": time.perf_counter() - start, **memory.as_dict()}
             row.update(_score(pred, ref, num_classes, (), axis))
             results[method.name].volumes.append(row)
             report()
@@ -183,7 +205,7 @@ def format_table(results: dict[str, MethodResult], class_names: list[str]) -> st
     header = (
         f"{'method':10s} {'Dice mean ± std':>18s} "
         + " ".join(f"{n[:12]:>12s}" for n in class_names)
-        + f" {'s/volume':>9s} {'volumes':>7s}"
+        + f" {'s/volume':>9s} {'peak MiB':>8s} {'volumes':>7s}"
     )
     lines = [header, "-" * len(header)]
     for name, result in results.items():
@@ -191,9 +213,10 @@ def format_table(results: dict[str, MethodResult], class_names: list[str]) -> st
         if not result.volumes:
             continue
         cls = " ".join(f"{c:12.3f}" for c in s["class_dice"])
+        peak = f"{s['peak_rss_mib']:8.0f}" if s["peak_rss_mib"] is not None else f"{'-':>8s}"
         lines.append(
             f"{name:10s} {s['mean_dice']:10.3f} ± {s['std_dice']:.3f} {cls} "
-            f"{s['seconds_per_volume']:9.1f} {len(result.volumes):7d}"
+            f"{s['seconds_per_volume']:9.1f} {peak} {len(result.volumes):7d}"
         )
     return "\n".join(lines)
 
@@ -226,7 +249,7 @@ def run_benchmark(settings: BenchSettings) -> dict:
             "training_config": config.to_dict(),
             "machine": machine_description(),
             "started": started,
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mib(),
             "class_names": class_names,
             "results": {name: r.summary() for name, r in results.items()},
         }
@@ -253,5 +276,5 @@ def run_benchmark(settings: BenchSettings) -> dict:
         + f", max-time {settings.max_time} s, {machine_description()['cpu_count']} CPUs"
     )
     print(format_table(results, class_names))
-    print(f"peak memory {peak_rss_mb():.0f} MiB")
+    print(f"peak memory {peak_rss_mib():.0f} MiB (whole run)")
     return document()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -77,8 +78,15 @@ def load_state_dict(
     actual = verify_checkpoint(path, card, allow_unverified)
     try:
         loaded = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt or unsafe files
-        message = f"{path}: cannot load as a weights-only checkpoint ({error})"
+    except pickle.UnpicklingError as error:  # objects beyond tensors: refused, nothing ran
+        raise CheckpointError(
+            f"{path}: refused: not a weights-only checkpoint, it holds pickled Python objects "
+            f"other than tensors ({_unpickler_reason(error)}); napari-ssseg never runs code "
+            "from a checkpoint file, so save the weights as a plain state dict of tensors"
+        ) from error
+    except Exception as error:  # torch raises several types for corrupt files
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        message = f"{path}: cannot load as a weights-only checkpoint ({first_line})"
         raise CheckpointError(message) from error
     for key in ("model", "state_dict"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
@@ -89,6 +97,19 @@ def load_state_dict(
     if not tensors_only:
         raise CheckpointError(f"{path}: not a state dict of tensors")
     return loaded, actual
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's long weights-only refusal that says what was found (without
+    its advice to load the file unsafely)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip()
+            if not reason and index + 1 < len(lines):
+                reason = lines[index + 1]
+            return reason.split(". Please use", 1)[0].rstrip(".")
+    return type(error).__name__
 
 
 def download_checkpoint(

@@ -10,8 +10,26 @@ background. A class with no annotated voxel is left as predicted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
+
+from napari_ssseg.annotation import slice_index
+
+STRUCTURE = np.ones((3, 3, 3), dtype=bool)
+"""26-connectivity: voxels touching at a corner are connected."""
+
+
+def connected_to_seeds(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` in a 3-D connected component of ``mask`` holding a ``seed`` voxel.
+
+    Geodesic reconstruction (seed dilated within the mask until stable): the union of the
+    components touching a seed, found without an integer component map of the whole volume
+    (4 bytes a voxel) that labelling every component would need. Both arguments (X, Y, Z)
+    bool; returns (X, Y, Z) bool.
+    """
+    return ndimage.binary_propagation(seed & mask, structure=STRUCTURE, mask=mask)
 
 
 def keep_connected_to_annotation(
@@ -30,19 +48,37 @@ def keep_connected_to_annotation(
     """
     out = labels.copy()
     removed = np.zeros(labels.shape, dtype=bool)
-    structure = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity: touching at a corner counts
     for c in range(1, num_classes + 1):
         seed = seeds == c
         if not seed.any():
             continue
-        components, count = ndimage.label(labels == c, structure=structure)
-        if count == 0:
-            continue
-        kept = np.unique(components[seed])
-        drop = ~np.isin(components, kept[kept > 0]) & (components > 0)
-        out[drop] = 0
-        removed |= drop
+        mask = labels == c
+        # In place: mask becomes the voxels of class c not connected to a seed.
+        np.greater(mask, connected_to_seeds(mask, seed), out=mask)
+        out[mask] = 0
+        removed |= mask
     return out, removed
+
+
+def keep_connected_to_slices(
+    labels: np.ndarray, axis: int, annotated: Sequence[int], num_classes: int
+) -> None:
+    """:func:`keep_connected_to_annotation` in place, for labels that already hold the user's
+    labels on the ``annotated`` slices along ``axis`` (those are the seeds).
+
+    Needs no seed volume and no copy of ``labels``: beyond them it holds three (X, Y, Z)
+    bool masks (a quarter of an int32 component map each).
+    """
+    for c in range(1, num_classes + 1):
+        seed = np.zeros(labels.shape, dtype=bool)
+        for i in annotated:
+            key = slice_index(axis, i)
+            seed[key] = labels[key] == c
+        if not seed.any():
+            continue
+        mask = labels == c
+        np.greater(mask, connected_to_seeds(mask, seed), out=mask)
+        labels[mask] = 0
 
 
 def keep_connected_with_labels(

@@ -1,7 +1,8 @@
 """Whole-volume inference: pseudo-labels, uncertainty and a slice ranking.
 
 Slices are processed in batches and written straight into the output volumes, so memory
-holds the outputs plus one batch of intermediates, not every pass of every slice.
+holds the input, the outputs (int16 labels, float32 uncertainty) and one batch of
+intermediates, never class probabilities or a float copy of the whole volume.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import numpy as np
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, default_slice_axis, slice_index
+from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.data.slices import prepare_image, stack_context
-from napari_ssseg.inference.connectivity import keep_connected_to_annotation
+from napari_ssseg.inference.connectivity import keep_connected_to_slices
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.loop import resolve_device
@@ -61,7 +63,12 @@ def predict_volume(
     device: str | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> Prediction:
-    """Predict every slice of ``annotation.image`` along ``annotation.axis``."""
+    """Predict every slice of ``annotation.image`` along ``annotation.axis``.
+
+    The MC-dropout masks are drawn from torch's generator seeded with the model's training
+    seed (in a fork of the random state, so the caller's is left as it was): the same model
+    and volume give the same outputs on every run on the CPU.
+    """
     config = model.config
     passes = config.inference_passes if passes is None else passes
     torch_device = resolve_device(device or config.device)
@@ -69,34 +76,78 @@ def predict_volume(
     image = annotation.image
     images, grid = prepare_image(image, annotation.axis, config.image_size, config.intensity)
 
+    # The outputs are the only whole-volume arrays made here: int16 labels and float32
+    # uncertainty on the source grid. Class probabilities exist for one batch of slices on
+    # the network grid and for a few slices at a time on the source grid.
     labels = np.zeros(image.shape, np.int16)
     uncertainty = np.zeros(image.shape, np.float32)
     num_slices = images.shape[0]
-    for first in range(0, num_slices, batch_size):
-        indices = range(first, min(first + batch_size, num_slices))
-        inputs = torch.stack([stack_context(images, i, config.context) for i in indices])
-        probs = mc_dropout_probs(network, inputs.to(torch_device), passes).cpu()
-        probs = grid.to_source(probs).clamp_min(0)
-        probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-8)
-        entropy = normalised_entropy(probs).numpy()
-        argmax = probs.argmax(dim=1).numpy().astype(np.int16)
-        for j, i in enumerate(indices):
-            labels[slice_index(annotation.axis, i)] = argmax[j]
-            uncertainty[slice_index(annotation.axis, i)] = entropy[j]
-        if on_progress is not None:
-            on_progress(indices.stop / num_slices)
+    scores = np.zeros(num_slices, np.float32)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        for first in range(0, num_slices, batch_size):
+            indices = range(first, min(first + batch_size, num_slices))
+            inputs = torch.stack([stack_context(images, i, config.context) for i in indices])
+            probs = mc_dropout_probs(network, inputs.to(torch_device), passes).cpu()
+            step = _source_batch(probs.shape[1], grid)
+            for start in range(0, len(indices), step):
+                part = indices[start : start + step]
+                _write_on_source_grid(
+                    probs[start : start + step],
+                    part,
+                    grid,
+                    annotation.axis,
+                    labels,
+                    uncertainty,
+                    scores,
+                )
+            if on_progress is not None:
+                on_progress(indices.stop / num_slices)
 
-    seeds = np.zeros_like(labels)
     for i in annotation.annotated_slices:
         key = slice_index(annotation.axis, i)
         labels[key] = annotation.labels[key]
-        seeds[key] = annotation.labels[key]
         uncertainty[key] = 0.0
+        scores[i] = 0.0
     if config.keep_connected:
-        labels, _ = keep_connected_to_annotation(labels, seeds, model.num_classes)
-    per_slice = torch.from_numpy(np.moveaxis(uncertainty, annotation.axis, 0).copy())
-    scores = slice_uncertainty_scores(per_slice).numpy()
+        keep_connected_to_slices(
+            labels, annotation.axis, annotation.annotated_slices, model.num_classes
+        )
     return Prediction(labels, uncertainty, scores, annotation.annotated_slices, annotation.axis)
+
+
+SOURCE_CHUNK_VOXELS = 2**20
+"""Class-probability voxels handled at once on the source grid (4 MiB as float32: one slice
+of 512 x 512 with 3 classes + background, a whole batch of small slices); resampling,
+normalising and the entropy hold about 7 such arrays at a time."""
+
+
+def _source_batch(num_maps: int, grid: SliceGrid) -> int:
+    """Slices whose (K, H, W) probability maps fit :data:`SOURCE_CHUNK_VOXELS` (at least 1)."""
+    height, width = grid.source_shape
+    return max(1, SOURCE_CHUNK_VOXELS // (num_maps * height * width))
+
+
+def _write_on_source_grid(
+    probs: torch.Tensor,
+    indices: range,
+    grid: SliceGrid,
+    axis: int,
+    labels: np.ndarray,
+    uncertainty: np.ndarray,
+    scores: np.ndarray,
+) -> None:
+    """Resample (B, K, S, S) network-grid probabilities of slices ``indices`` to the source
+    grid and write their argmax into ``labels``, their normalised entropy into
+    ``uncertainty`` (both (X, Y, Z)) and its slice means into ``scores`` (Z,)."""
+    probs = grid.to_source(probs).clamp_min(0)
+    probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-8)
+    entropy = normalised_entropy(probs)
+    scores[indices.start : indices.stop] = slice_uncertainty_scores(entropy).numpy()
+    argmax = probs.argmax(dim=1).numpy().astype(np.int16)
+    for j, i in enumerate(indices):
+        labels[slice_index(axis, i)] = argmax[j]
+        uncertainty[slice_index(axis, i)] = entropy[j].numpy()
 
 
 def annotation_for_prediction(

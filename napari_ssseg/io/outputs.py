@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from napari_ssseg.errors import InputError
+from napari_ssseg.errors import InputError, SsSegError
 from napari_ssseg.inference.predict import Prediction
 from napari_ssseg.io.nifti import write_image, write_labels
 from napari_ssseg.io.volume import Volume
 
+_UNSAFE = re.compile(r"[/\\:\x00-\x1f]")
+
+
+def safe_name(name: str, fallback: str = "volume") -> str:
+    """``name`` made usable as a file name that stays in the folder it is joined to.
+
+    A volume's name may come from a napari layer, which can hold anything: path separators,
+    drive colons and control characters become ``_`` and leading dots are dropped, so
+    ``"../../x"`` gives ``"_.._x"`` and ``"/etc/x"`` gives ``"_etc_x"``, never a path that
+    leaves the folder. An empty result becomes ``fallback``.
+    """
+    cleaned = _UNSAFE.sub("_", name).lstrip(". ").strip()
+    return cleaned or fallback
+
 
 def prediction_paths(out_dir: Path, name: str) -> dict[str, Path]:
+    """The three output files of volume ``name`` in ``out_dir`` (the name made safe)."""
+    stem = safe_name(name)
     return {
-        "segmentation": out_dir / f"{name}_seg.nii.gz",
-        "uncertainty": out_dir / f"{name}_uncertainty.nii.gz",
-        "slices": out_dir / f"{name}_slices.csv",
+        "segmentation": out_dir / f"{stem}_seg.nii.gz",
+        "uncertainty": out_dir / f"{stem}_uncertainty.nii.gz",
+        "slices": out_dir / f"{stem}_slices.csv",
     }
 
 
@@ -38,8 +56,10 @@ def write_slice_table(path: Path, prediction: Prediction) -> None:
 def write_prediction(prediction: Prediction, like: Volume, out_dir: str | Path) -> dict[str, Path]:
     """Write the three outputs into ``out_dir`` (created if needed) on ``like``'s grid.
 
-    Files are first written into a staging folder inside ``out_dir`` and moved into place
-    only when all three exist, so a failure leaves no partial set behind.
+    All or nothing: files are written into a staging folder inside ``out_dir``; the files of
+    an earlier export are moved aside before the new ones are moved in, and moved back if
+    any step fails, so a full disk or a read-only folder leaves the previous set as it was.
+    Raises :class:`InputError` naming ``out_dir`` on any write failure.
     """
     out_dir = Path(out_dir)
     try:
@@ -49,12 +69,49 @@ def write_prediction(prediction: Prediction, like: Volume, out_dir: str | Path) 
         raise InputError(f"{out_dir}: cannot write there ({error.strerror})") from error
     final = prediction_paths(out_dir, like.name)
     staged = prediction_paths(staging, like.name)
+    aside = {key: staging / f"previous-{path.name}" for key, path in final.items()}
+    moved_aside: list[str] = []
+    moved_in: list[str] = []
     try:
         write_labels(staged["segmentation"], prediction.labels, like)
         write_image(staged["uncertainty"], prediction.uncertainty, like)
         write_slice_table(staged["slices"], prediction)
+        for key, path in final.items():
+            if path.exists():
+                os.replace(path, aside[key])
+                moved_aside.append(key)
         for key, path in staged.items():
             os.replace(path, final[key])
-    finally:
+            moved_in.append(key)
+    except (OSError, SsSegError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        if not _roll_back(final, aside, moved_in, moved_aside):
+            raise InputError(
+                f"{out_dir}: could not write the prediction ({reason}); the previous files "
+                f"could not all be put back and are kept in {staging}"
+            ) from error
         shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(
+            f"{out_dir}: could not write the prediction ({reason}); nothing was changed there"
+        ) from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _roll_back(
+    final: dict[str, Path], aside: dict[str, Path], moved_in: list[str], moved_aside: list[str]
+) -> bool:
+    """Undo a half-done move: new files out, previous files back; False if one failed."""
+    complete = True
+    for key in moved_in:
+        with contextlib.suppress(OSError):
+            final[key].unlink()
+    for key in moved_aside:
+        try:
+            os.replace(aside[key], final[key])
+        except OSError:
+            complete = False
+    return complete

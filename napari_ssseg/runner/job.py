@@ -8,6 +8,7 @@ anything (``np.load(..., allow_pickle=False)``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,12 @@ class TrainingJob:
         model_dir: where the trained model is saved (atomically, only on success).
         init_model_dir: a model folder to warm-start from, or None.
         threads: torch threads in the child (None: torch's default).
+        memory_limit_mb: address space the child may map beyond what it holds once its
+            imports are done, in MiB (None: no limit). A job that needs more fails with a
+            clear "out of memory" error in the child instead of driving the machine into
+            swap or the kernel's OOM killer, which could pick napari itself. Applied on
+            the CPU only (Linux ``RLIMIT_AS``): CUDA reserves far more address space than
+            it uses.
     """
 
     volumes: list[VolumeInput]
@@ -91,6 +98,7 @@ class TrainingJob:
     model_dir: Path
     init_model_dir: Path | None = None
     threads: int | None = None
+    memory_limit_mb: int | None = None
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.config)
@@ -126,6 +134,10 @@ class TrainingJob:
             extra = sorted(set(volume.probe_slices) - set(volume.annotated_slices))
             if extra:
                 raise InputError(f"{volume.name}: probe slices {extra} are not annotated")
+        if Path(self.model_dir).name in ("", ".", ".."):
+            raise InputError(f"{self.model_dir}: a model folder needs a name of its own")
+        if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
+            raise InputError(f"memory_limit_mb must be at least 1, not {self.memory_limit_mb}")
         if self.init_model_dir is not None and not Path(self.init_model_dir).is_dir():
             raise InputError(f"{self.init_model_dir}: the model to warm-start from does not exist")
 
@@ -164,13 +176,19 @@ class TrainingJob:
             "model_dir": str(self.model_dir),
             "init_model_dir": str(self.init_model_dir) if self.init_model_dir else None,
             "threads": self.threads,
+            "memory_limit_mb": self.memory_limit_mb,
         }
         (folder / JOB_FILE).write_text(json.dumps(settings, indent=2))
         return folder
 
     @classmethod
     def read(cls, folder: str | Path) -> TrainingJob:
-        """Read a job written by :meth:`write` (no pickle involved)."""
+        """Read a job written by :meth:`write` (no pickle involved).
+
+        Array files must be plain names inside ``folder`` (``labels_0.npy``): the child
+        reads its arrays from its own job folder and nowhere else. Raises
+        :class:`InputError` naming the entry otherwise, or when an array holds objects.
+        """
         folder = Path(folder)
         settings = json.loads((folder / JOB_FILE).read_text())
         volumes = []
@@ -178,10 +196,10 @@ class TrainingJob:
             image = entry["image"]
             volumes.append(
                 VolumeInput(
-                    labels=np.load(folder / entry["labels"], allow_pickle=False),
+                    labels=_load_array(folder, entry["labels"]),
                     annotated_slices=list(entry["annotated_slices"]),
                     axis=int(entry["axis"]),
-                    image=None if image is None else np.load(folder / image, allow_pickle=False),
+                    image=None if image is None else _load_array(folder, image),
                     affine=np.asarray(entry["affine"], dtype=np.float64),
                     image_path=Path(entry["image_path"]) if entry["image_path"] else None,
                     name=entry["name"],
@@ -197,4 +215,21 @@ class TrainingJob:
             model_dir=Path(settings["model_dir"]),
             init_model_dir=Path(init) if init else None,
             threads=settings["threads"],
+            memory_limit_mb=settings.get("memory_limit_mb"),
         )
+
+
+_ARRAY_NAME = re.compile(r"^(labels|image)_\d+\.npy$")
+
+
+def _load_array(folder: Path, name: object) -> np.ndarray:
+    """The array ``folder / name``; ``name`` must be one :meth:`TrainingJob.write` makes."""
+    if not isinstance(name, str) or not _ARRAY_NAME.match(name):
+        raise InputError(
+            f"{folder / JOB_FILE}: array entry {name!r} is not a file of the job folder; "
+            "refusing to read it"
+        )
+    try:
+        return np.load(folder / name, allow_pickle=False)
+    except ValueError as error:  # an object array: it would need unpickling
+        raise InputError(f"{folder / name}: not a plain numeric array ({error})") from error

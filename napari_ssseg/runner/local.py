@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.model_store import recover_model_dir
+from napari_ssseg.runner.base import PolledRunner
 from napari_ssseg.runner.events import ProgressEvent, RunEvent, RunStatus, StatusEvent
 from napari_ssseg.runner.job import TrainingJob
-from napari_ssseg.runner.results import RunResult, read_results
-from napari_ssseg.runner.worker import RESULTS_DIR, serve
+from napari_ssseg.runner.worker import serve
 
 CANCEL_GRACE_S = 1.0
 """How long a cancelled child may take to stop by itself before it is terminated."""
@@ -47,7 +49,7 @@ class _Child:
     ready: Any
 
 
-class LocalRunner:
+class LocalRunner(PolledRunner):
     """Runs one :class:`TrainingJob` at a time in a child process.
 
     Typical use: ``runner.start(job)``, then ``runner.poll()`` until ``runner.status`` is
@@ -67,6 +69,7 @@ class LocalRunner:
         self._spare: _Child | None = None
         self._child: _Child | None = None
         self._work_dir: Path | None = None
+        self._model_dir: Path | None = None
         self._cancelled = False
         self.status = RunStatus.DONE
         self.message = ""
@@ -95,6 +98,12 @@ class LocalRunner:
         return spare is not None and spare.ready.is_set() and spare.process.is_alive()
 
     @property
+    def child_pid(self) -> int | None:
+        """Process id of the child running the current job, or None between runs."""
+        child = self._child
+        return None if child is None else child.process.pid
+
+    @property
     def running(self) -> bool:
         """True from :meth:`start` until a finished status has been seen."""
         return not self.status.finished
@@ -116,19 +125,36 @@ class LocalRunner:
             self.status, self.message = RunStatus.ERROR, str(error)
             self._pending_events = [StatusEvent(RunStatus.ERROR, str(error))]
             return
-        root = self._work_root
-        if root is not None:
-            root.mkdir(parents=True, exist_ok=True)
-        self._work_dir = Path(tempfile.mkdtemp(prefix="ssseg-run-", dir=root))
         if job.threads is None:
             job.threads = default_threads()
-        job.write(self._work_dir)
+        try:
+            self._write_job(job)
+        except OSError as error:
+            where = self._work_dir or self._work_root or Path(tempfile.gettempdir())
+            message = (
+                f"{where}: could not write the training job there ({error.strerror or error}); "
+                "free some disk space and try again"
+            )
+            self._discard_work_dir()
+            self.status, self.message = RunStatus.ERROR, message
+            self._pending_events = [StatusEvent(RunStatus.ERROR, message)]
+            return
+        # Leftovers of a save killed mid-way (a previous run's child) are repaired first.
+        self._model_dir = Path(job.model_dir)
+        recover_model_dir(self._model_dir)
         child = self._spare if self._spare is not None and self._spare.process.is_alive() else None
         self._spare = None
         self._child = child or self._spawn()
         self._child.jobs.put(str(self._work_dir))
         self.status, self.message = RunStatus.PENDING, ""
         self._pending_events = [StatusEvent(RunStatus.PENDING)]
+
+    def _write_job(self, job: TrainingJob) -> None:
+        root = self._work_root
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        self._work_dir = Path(tempfile.mkdtemp(prefix="ssseg-run-", dir=root))
+        job.write(self._work_dir)
 
     # -- following ------------------------------------------------------------------------
 
@@ -145,6 +171,9 @@ class LocalRunner:
             found.extend(_drain(child.events, wait=0.1))
             if not _has_final(found):
                 found.append(self._death_event(child))
+                # It may have died inside a save: put the last good model back.
+                if self._model_dir is not None:
+                    recover_model_dir(self._model_dir)
         for event in found:
             if isinstance(event, StatusEvent):
                 self.status, self.message = event.status, event.message
@@ -158,11 +187,18 @@ class LocalRunner:
         if self._cancelled:
             return StatusEvent(RunStatus.STOPPED, "training was cancelled; no model was saved")
         code = child.process.exitcode
-        return StatusEvent(
-            RunStatus.ERROR,
-            f"the training process ended unexpectedly (exit code {code}); "
-            "it may have run out of memory",
-        )
+        kept = "your labels and the last model are unchanged"
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            reason = f"was killed by {name} (exit code {code})"
+            if -code == signal.SIGKILL:
+                reason += ", most often by the system when memory runs out"
+        else:
+            reason = f"ended unexpectedly (exit code {code}); it may have run out of memory"
+        return StatusEvent(RunStatus.ERROR, f"the training process {reason}; {kept}")
 
     def _finish(self, child: _Child) -> None:
         # The child exits by itself once its last event is out; the reaper only makes sure.
@@ -170,21 +206,6 @@ class LocalRunner:
         self._child = None
         if self._prewarm and self._spare is None:
             self._spare = self._spawn()
-
-    def wait(self, timeout: float | None = None, interval: float = 0.05) -> RunStatus:
-        """Poll until the run finishes or ``timeout`` seconds pass; returns the status."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            self.poll()
-            if self.status.finished or (deadline is not None and time.monotonic() > deadline):
-                return self.status
-            time.sleep(interval)
-
-    def result(self) -> RunResult:
-        """The results of a run that ended ``done``."""
-        if self.status is not RunStatus.DONE or self._work_dir is None:
-            raise RuntimeError(f"no results: the run is {self.status.value}")
-        return read_results(self._work_dir / RESULTS_DIR)
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -208,7 +229,10 @@ class LocalRunner:
             child.stop.set()
             child.jobs.put(None)
             _reap(child.process, self._grace)
+        was_running = self._child is not None
         self._child = self._spare = None
+        if was_running and self._model_dir is not None:
+            recover_model_dir(self._model_dir)  # it may have been stopped inside a save
         if self.running:
             self.status, self.message = RunStatus.STOPPED, "the runner was closed"
         self._discard_work_dir()

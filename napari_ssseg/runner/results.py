@@ -100,7 +100,11 @@ def read_results(folder: str | Path) -> RunResult:
     for i, entry in enumerate(settings["volumes"]):
 
         def load(stem: str, index: int = i) -> np.ndarray:
-            return np.load(folder / f"{stem}_{index}.npy", allow_pickle=False)
+            path = folder / f"{stem}_{index}.npy"
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as error:  # missing, damaged, or holding objects
+                raise InputError(f"{path}: unreadable result array ({error})") from error
 
         prediction = Prediction(
             labels=load("labels"),

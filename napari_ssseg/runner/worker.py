@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
-from napari_ssseg.errors import SsSegError, TrainingCancelled
+from napari_ssseg.errors import InputError, SsSegError, TrainingCancelled
 from napari_ssseg.runner.events import ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.runner.job import TrainingJob, VolumeInput
 from napari_ssseg.runner.results import RunResult, VolumeResult, write_results
@@ -80,19 +81,84 @@ def run_job(job_dir: str, events: Any, stop: Any) -> None:
     except SsSegError as error:
         events.put(StatusEvent(RunStatus.ERROR, str(error)))
     except Exception as error:  # anything else still ends as one readable line
-        log = folder / ERROR_LOG
-        log.write_text(traceback.format_exc())
-        events.put(
-            StatusEvent(
-                RunStatus.ERROR,
-                f"training failed: {type(error).__name__}: {error} (details in {log})",
+        details = _write_log(folder / ERROR_LOG)
+        oom = _out_of_memory(error)
+        if oom is not None:
+            message = (
+                f"the training process ran out of memory ({_summary(oom)}); use a smaller image "
+                "size or fewer volumes, or close other programs. Your labels and the last "
+                f"model are unchanged{details}"
             )
-        )
+        else:
+            message = f"training failed: {_summary(error)}{details}"
+        events.put(StatusEvent(RunStatus.ERROR, message))
     else:
         if message is None:
             events.put(StatusEvent(RunStatus.STOPPED, "training was cancelled; no model was saved"))
         else:
             events.put(StatusEvent(RunStatus.DONE, message))
+
+
+def _summary(error: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _out_of_memory(error: BaseException) -> BaseException | None:
+    """The allocation failure behind ``error``, or None: Python's MemoryError, or torch's CPU
+    or CUDA allocator giving up. Libraries wrap it (MONAI raises "applying transform ..."
+    from it), so the whole chain of causes is searched."""
+    import torch
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        if isinstance(current, (MemoryError, torch.OutOfMemoryError)) or (
+            isinstance(current, RuntimeError)
+            and ("DefaultCPUAllocator" in text or "out of memory" in text.lower())
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _write_log(path: Path) -> str:
+    """Write the current traceback to ``path``; returns `` (details in PATH)`` or, when the
+    disk refuses even that, an empty string (the message must still go out)."""
+    try:
+        path.write_text(traceback.format_exc())
+    except OSError:
+        return ""
+    return f" (details in {path})"
+
+
+def limit_memory(extra_mb: int) -> None:
+    """Cap this process's address space at what it maps now plus ``extra_mb`` MiB.
+
+    Allocations beyond it fail at once (MemoryError from numpy, a RuntimeError from torch's
+    allocator) instead of pushing the machine into swap; Linux only (reads
+    ``/proc/self/status``), a no-op elsewhere.
+    """
+    try:
+        import resource
+
+        status = Path("/proc/self/status").read_text()
+    except (ImportError, OSError):
+        return
+    mapped_kib = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmSize:")), None
+    )
+    if mapped_kib is None:
+        return
+    limit = (mapped_kib + extra_mb * 1024) * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _run(folder: Path, events: Any, stop: Any) -> str | None:
@@ -101,11 +167,14 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
 
     from napari_ssseg.model_store import load_model, save_model
     from napari_ssseg.pipeline import train_model
+    from napari_ssseg.training.loop import resolve_device
 
     job = TrainingJob.read(folder)
     if job.threads:
         torch.set_num_threads(job.threads)
     config = job.train_config()
+    if job.memory_limit_mb is not None and resolve_device(config.device).type == "cpu":
+        limit_memory(job.memory_limit_mb)  # CUDA maps far more address space than it uses
     project = job.project()
     init = load_model(job.init_model_dir) if job.init_model_dir is not None else None
 
@@ -128,9 +197,15 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
         if volume.predict
     ]
     staged = write_results(RunResult(job.model_dir, model.summary, results), folder / RESULTS_DIR)
-    if stop.is_set():
+    if stop.is_set():  # cancelled while the results were written: leave nothing behind
+        shutil.rmtree(staged, ignore_errors=True)
         return None
-    job.model_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        job.model_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"{job.model_dir.parent}: cannot create the folder for the model ({error.strerror})"
+        ) from error
     save_model(model, job.model_dir)
     return str(staged)
 

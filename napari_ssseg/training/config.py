@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +94,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.intensity, dict):
-            self.intensity = IntensityConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in self.intensity.items()}
+            self.intensity = _setting("intensity", self.intensity, IntensityConfig)
+        if not isinstance(self.intensity, IntensityConfig):
+            raise SsSegError(
+                f"training setting intensity must be an object, not {self.intensity!r}"
             )
         self.channels = tuple(int(c) for c in self.channels)
         self.validate()
@@ -107,6 +113,15 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise SsSegError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if len(self.channels) < 2 or min(self.channels) < 1:
+            raise SsSegError(
+                f"channels {list(self.channels)} must list at least 2 positive feature counts "
+                "(one per U-Net level)"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise SsSegError(f"dropout must lie in [0, 1), not {self.dropout}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise SsSegError(f"lr must be a positive number, not {self.lr}")
         if self.max_iters < 1:
             raise SsSegError("max_iters must be at least 1")
         if self.max_time is not None and self.max_time <= 0:
@@ -115,6 +130,8 @@ class TrainConfig:
             raise SsSegError(f"consistency_loss must be mse or ce, not {self.consistency_loss!r}")
         if self.batch_size < 1 or self.unlabelled_batch_size < 1:
             raise SsSegError("batch_size and unlabelled_batch_size must be at least 1")
+        if self.inference_passes < 1 or self.teacher_passes < 1:
+            raise SsSegError("inference_passes and teacher_passes must be at least 1")
         if self.teacher_refresh < 1 or self.teacher_cache < 1:
             raise SsSegError("teacher_refresh and teacher_cache must be at least 1")
         if self.shape_margin_mm <= 0 or self.shape_range_mm <= 0 or self.shape_weight < 0:
@@ -130,10 +147,25 @@ class TrainConfig:
                 f"unknown foundation model {self.foundation_model!r}; choose one of "
                 f"{', '.join(model_cards())}"
             )
+        card = model_cards()[self.foundation_model]
+        if "sam" in self.teachers and card.bundled_in is None and not self.foundation_checkpoint:
+            raise SsSegError(
+                f"method {self.method} with foundation model {self.foundation_model} needs "
+                f"foundation_checkpoint: its weights are not bundled (get {card.filename} from "
+                f"{card.source_url})"
+            )
         if self.context < 0:
             raise SsSegError("context must be 0 or more")
         if self.intensity.modality not in MODALITIES:
             raise SsSegError(f"modality must be one of {', '.join(MODALITIES)}")
+        low, high = self.intensity.ct_window
+        if not low < high:
+            raise SsSegError(f"ct_window {low:g}..{high:g} must go from low to high")
+        low, high = self.intensity.mr_percentiles
+        if not 0 <= low < high <= 100:
+            raise SsSegError(
+                f"mr_percentiles {low:g}..{high:g} must satisfy 0 <= low < high <= 100"
+            )
 
     @property
     def teachers(self) -> tuple[str, ...]:
@@ -150,11 +182,71 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from JSON values; unknown keys and wrong types are refused by name."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        if not isinstance(values, dict):
+            raise SsSegError(f"training settings must be an object, not {type(values).__name__}")
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(values) - set(hints))
         if unknown:
-            raise SsSegError(f"unknown training setting(s): {', '.join(unknown)}")
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as error:
-            raise SsSegError(f"bad training settings: {error}") from error
+            raise SsSegError(f"unknown training setting(s): {', '.join(map(str, unknown))}")
+        return cls(**{name: _setting(name, value, hints[name]) for name, value in values.items()})
+
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+_PLURAL_WORDS = {bool: "true/false values", int: "whole numbers", float: "numbers", str: "texts"}
+
+
+def _setting(name: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the field type ``hint`` (JSON lists become tuples).
+
+    Raises :class:`SsSegError` naming the setting, the expected kind and the value given.
+    """
+
+    def refuse(kind: str) -> SsSegError:
+        return SsSegError(
+            f"training setting {name} must be {kind}, not {value!r} ({type(value).__name__})"
+        )
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _setting(name, value, options[0])
+    if hint is IntensityConfig:
+        if isinstance(value, IntensityConfig):
+            return value
+        if not isinstance(value, dict):
+            raise refuse("an object of intensity settings")
+        fields = typing.get_type_hints(IntensityConfig)
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise SsSegError(f"unknown intensity setting(s): {', '.join(map(str, unknown))}")
+        return IntensityConfig(
+            **{k: _setting(f"{name}.{k}", v, fields[k]) for k, v in value.items()}
+        )
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        item = args[0]
+        length = None if len(args) == 2 and args[1] is Ellipsis else len(args)
+        kind = f"a list of {f'{length} ' if length else ''}{_PLURAL_WORDS[item]}"
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            raise refuse(kind)
+        return tuple(_setting(name, v, item) for v in value)
+    is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"
+    if hint is bool:
+        if not is_bool:
+            raise refuse(_KIND_WORDS[bool])
+        return bool(value)
+    if hint is int:
+        whole = isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value)
+        if is_bool or not whole:
+            raise refuse(_KIND_WORDS[int])
+        return int(value)
+    if hint is float:
+        if is_bool or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise refuse("a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise refuse(_KIND_WORDS[str])
+        return value
+    return value

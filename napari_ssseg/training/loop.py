@@ -23,6 +23,12 @@ On the CPU the mean teacher's MC-dropout passes would cost more than the student
 targets are computed for a cache of ``teacher_cache`` unannotated slices every
 ``teacher_refresh`` steps and batches are drawn from that cache; the EMA teacher moves little
 in between.
+
+Data-parallel training (:mod:`napari_ssseg.training.distributed`) runs one copy of this loop
+per worker, each with its :class:`~napari_ssseg.training.replica.Replica`: every copy draws
+its own slices, the forward pass goes through DDP so gradients are averaged, and the copies
+agree on progress and stopping before each step. Weights are therefore identical on every
+copy after each step, and so is every teacher updated from them (the EMA teacher).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.losses import supervised_loss
+from napari_ssseg.training.replica import Replica
 from napari_ssseg.training.schedules import poly_lr
 from napari_ssseg.training.teachers import Teacher, build_teachers
 
@@ -124,16 +131,22 @@ def train(
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     report_every: int = 10,
+    replica: Replica | None = None,
 ) -> TrainResult:
     """Train a U-Net on ``project``; ``init_state`` warm-starts it.
 
     ``should_stop`` is polled every step; when it returns True the run ends and the model
     trained so far is returned (or :class:`TrainingCancelled` if no step was done).
+    ``replica`` places this run among data-parallel copies (default: the only one); only the
+    reporting copy calls ``on_progress``.
     """
+    replica = replica or Replica()
     project.validate()
     config.validate()
+    # The same seed everywhere first: every copy builds the same initial network.
     set_determinism(seed=config.seed)
-    rng = np.random.default_rng(config.seed)
+    own_seed = replica.seed(config.seed)
+    rng = np.random.default_rng(own_seed)
     device = resolve_device(config.device)
 
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
@@ -142,11 +155,15 @@ def train(
         model.load_state_dict(init_state)
     model.to(device).train()
     teachers = build_teachers(config.teachers, project, pool, model, config, device)
+    # Teachers keep the bare module; the training forward pass goes through the wrapper.
+    network = replica.wrap(model)
+    if own_seed != config.seed:
+        torch.manual_seed(own_seed)  # this copy's own dropout masks and noise
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     dice_ce = supervised_loss()
-    augment = make_augmentation(config.seed)
+    augment = make_augmentation(own_seed)
     cache = _TargetCache(teachers, config, rng)
 
     # Up to 8 annotated slices, evenly spread, on which the student's agreement with the
@@ -162,9 +179,11 @@ def train(
         fraction = iteration / config.max_iters
         if config.max_time is not None:
             fraction = max(fraction, elapsed / config.max_time)
+        asked_to_stop = should_stop is not None and should_stop()
+        fraction, asked_to_stop = replica.agree(fraction, asked_to_stop)
         if fraction >= 1.0:
             break
-        if should_stop is not None and should_stop():
+        if asked_to_stop:
             stopped_early = True
             break
         for group in optimizer.param_groups:
@@ -186,7 +205,7 @@ def train(
             unlabelled, moved = augment_batch(
                 augment, pool.inputs(picked), {"target": torch.cat(targets, dim=1)}
             )
-            logits = model(torch.cat([images, unlabelled.to(device)]))
+            logits = network(torch.cat([images, unlabelled.to(device)]))
             logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
             # Areas the augmentation moved in from outside the slice have confidence 0, so
             # they never count.
@@ -196,7 +215,7 @@ def train(
                 losses[teacher.name] = loss
                 total = total + weight * loss
         else:
-            logits = model(images)
+            logits = network(images)
         losses["supervised"] = dice_ce(logits, labels)
         total = total + losses["supervised"]
 
@@ -207,7 +226,7 @@ def train(
             teacher.update(model)
         iteration += 1
 
-        if iteration % report_every == 0 or iteration == 1:
+        if replica.reports and (iteration % report_every == 0 or iteration == 1):
             snapshot = TrainProgress(
                 iteration=iteration,
                 fraction=fraction,

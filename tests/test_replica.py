@@ -1,0 +1,121 @@
+"""The training loop's data-parallel hooks, without Ray: seeds per rank, agreed stopping,
+the runner protocol, and the CLI's Ray options (none of which import Ray)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ssseg.annotation import AnnotatedVolume, Project
+from napari_ssseg.cli import main
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.runner.base import Runner
+from napari_ssseg.runner.local import LocalRunner
+from napari_ssseg.runner.ray_runner import RayRunner
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.loop import train
+from napari_ssseg.training.replica import Replica
+from tests.conftest import synthetic_case
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    image, labels = synthetic_case()
+    volume = Volume(image, np.diag([1.0, 1.0, 2.0, 1.0]), name="case")
+    annotated = AnnotatedVolume.from_labels(volume, labels, 2, [4, 8, 12])
+    return Project([annotated], ["ellipsoid", "blob"])
+
+
+def config(**changes) -> TrainConfig:
+    values = dict(image_size=32, channels=(8, 16, 32), max_iters=6, device="cpu", seed=5)
+    return TrainConfig(**(values | changes))
+
+
+class RankOne(Replica):
+    rank, world_size = 1, 2
+
+
+class StopsAtThree(Replica):
+    """A group in which another copy asks to stop before step 3."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def agree(self, fraction: float, stop: bool) -> tuple[float, bool]:
+        self.steps += 1
+        return fraction, stop or self.steps > 3
+
+
+def weights(result) -> torch.Tensor:
+    return torch.cat([v.flatten().float() for v in result.state_dict.values()])
+
+
+def test_rank_zero_runs_the_single_process_loop_and_other_ranks_draw_their_own(project):
+    torch.set_num_threads(1)
+    plain = weights(train(project, config()))
+    assert torch.equal(weights(train(project, config(), replica=Replica())), plain)
+    assert not torch.equal(weights(train(project, config(), replica=RankOne())), plain)
+
+
+def test_only_the_reporting_rank_reports(project):
+    seen: list[int] = []
+    train(project, config(), on_progress=lambda s: seen.append(s.iteration), replica=RankOne())
+    assert seen == []
+    train(project, config(), on_progress=lambda s: seen.append(s.iteration))
+    assert seen == [1]
+
+
+def test_a_stop_agreed_by_the_group_ends_every_copy_at_the_same_step(project):
+    result = train(project, config(max_iters=50), replica=StopsAtThree())
+    assert result.iterations == 3 and result.stopped_early
+
+
+def test_both_runners_offer_the_runner_interface(tmp_path):
+    assert isinstance(LocalRunner(work_root=tmp_path), Runner)
+    assert isinstance(RayRunner(), Runner)
+
+
+def test_help_and_the_ray_options_do_not_import_ray():
+    code = (
+        "import sys; from napari_ssseg.cli import build_parser; "
+        "build_parser().parse_args(['predict', '--data', 'd', '--model', 'm', '--out', 'o', "
+        "'--workers', '2']); print('ray' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "--model", "m", "--out", "o"], "either an IMAGE or --data DIR"),
+        (["predict", "x.nii.gz", "--model", "m", "--out", "o", "--workers", "2"], "need --data"),
+        (["predict", "--data", "d", "--model", "m", "--out", "o", "--workers", "0"], "at least 1"),
+    ],
+)
+def test_predict_refuses_inconsistent_ray_options(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("napari-ssseg: error:") and message in err, err
+
+
+def test_an_unreachable_cluster_is_an_error_at_start_not_a_hang(tmp_path):
+    from napari_ssseg.runner.job import TrainingJob, VolumeInput
+
+    image, labels = synthetic_case()
+    volume = VolumeInput(labels=labels, annotated_slices=[4], axis=2, image=image)
+    job = TrainingJob([volume], ["ellipsoid", "blob"], {"device": "cpu"}, tmp_path / "model")
+    runner = RayRunner(address="127.0.0.1:9")  # the discard port: nothing listens there
+    runner.start(job)
+    (event,) = runner.poll()
+    assert runner.status.value == "error" and event.status.value == "error"
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in runner.message or (
+        "needs Ray" in runner.message
+    )
+    assert not (tmp_path / "model").exists()

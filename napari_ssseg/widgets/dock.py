@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -26,8 +26,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -47,12 +45,13 @@ from napari_ssseg.widgets.layers import (
     grid_kwargs,
     layer_axis,
     same_grid,
-    to_layer,
+    show_result_layers,
     volume_from_layer,
     world_position,
 )
 from napari_ssseg.widgets.loss_plot import LossPlot
 from napari_ssseg.widgets.project_volumes import ProjectVolumes, VolumeEntry
+from napari_ssseg.widgets.review_list import ReviewList
 from napari_ssseg.widgets.run_monitor import RunMonitor, percent
 from napari_ssseg.widgets.session import AnnotationSession, parse_class_names
 from napari_ssseg.widgets.training_settings import TrainingSettings
@@ -173,8 +172,7 @@ class SsSegWidget(QWidget):
 
         review = QGroupBox("Review (most uncertain first)")
         column = QVBoxLayout(review)
-        self.review_list = QListWidget()
-        self.review_list.setMaximumHeight(130)
+        self.review_list = ReviewList()
         self.next_button = QPushButton("Next (Shift+N)")
         self.accept_button = QPushButton("Accept slice (Shift+A)")
         buttons = QHBoxLayout()
@@ -209,7 +207,7 @@ class SsSegWidget(QWidget):
         self.mark_button.clicked.connect(self.toggle_current_mark)
         self.train_button.clicked.connect(self.train)
         self.cancel_button.clicked.connect(self.cancel)
-        self.review_list.itemClicked.connect(self._on_review_clicked)
+        self.review_list.picked.connect(self.go_to_slice)
         self.volume_list.picked.connect(self._on_volume_picked)
         self.volume_list.toggled.connect(self.volumes.set_in_project)
         self.next_button.clicked.connect(self.next_review)
@@ -571,38 +569,7 @@ class SsSegWidget(QWidget):
         """Show the current volume's pseudo-labels and uncertainty (remove those of another
         volume when it has none)."""
         session, (image, labels) = self.session, self._session_layers
-        layers = self.viewer.layers
-        prediction = session.prediction
-        for name in (PSEUDO_LABELS, UNCERTAINTY):
-            if name in layers and (prediction is None or not same_grid(image, layers[name])):
-                layers.remove(name)
-        if prediction is None:
-            self._show_annotated()
-            return
-        pseudo = to_layer(prediction.labels)
-        pseudo = pseudo.astype(np.uint8) if pseudo.max(initial=0) <= 255 else pseudo
-        uncertainty = to_layer(prediction.uncertainty)
-        if PSEUDO_LABELS in layers:
-            layers[PSEUDO_LABELS].data = pseudo
-        else:
-            layer = self.viewer.add_labels(
-                pseudo, name=PSEUDO_LABELS, opacity=0.4, **grid_kwargs(image)
-            )
-            layers.move(layers.index(layer), layers.index(labels))
-        if UNCERTAINTY in layers:
-            layers[UNCERTAINTY].data = uncertainty
-        else:
-            layer = self.viewer.add_image(
-                uncertainty,
-                name=UNCERTAINTY,
-                colormap="inferno",
-                blending="additive",
-                opacity=0.5,
-                contrast_limits=(0.0, 1.0),
-                **grid_kwargs(image),
-            )
-            layers.move(layers.index(layer), layers.index(labels))
-        layers.selection.active = labels
+        show_result_layers(self.viewer, image, labels, session.prediction)
         self._show_annotated()
 
     def _show_agreement(self) -> None:
@@ -624,26 +591,13 @@ class SsSegWidget(QWidget):
 
     def _show_review(self) -> None:
         session = self.session
-        self.review_list.clear()
         if session is None or session.prediction is None:
+            self.review_list.clear()
             return
-        scores = session.prediction.slice_scores
-        for index in session.review_queue():
-            item = QListWidgetItem(f"slice {index}   uncertainty {scores[index]:.3f}")
-            item.setData(Qt.ItemDataRole.UserRole, index)
-            self.review_list.addItem(item)
+        self.review_list.show_queue(session.review_queue(), session.prediction.slice_scores)
 
     def review_queue(self) -> list[int]:
         return [] if self.session is None else self.session.review_queue()
-
-    def _on_review_clicked(self, item: QListWidgetItem) -> None:
-        self.go_to_slice(int(item.data(Qt.ItemDataRole.UserRole)))
-
-    def _select_review_row(self, index: int) -> None:
-        for row in range(self.review_list.count()):
-            if int(self.review_list.item(row).data(Qt.ItemDataRole.UserRole)) == index:
-                self.review_list.setCurrentRow(row)
-                return
 
     def next_review(self) -> int | None:
         """Go to the next slice of the review queue (after the one in view); returns it."""
@@ -654,7 +608,7 @@ class SsSegWidget(QWidget):
         current = self.current_slice()
         target = queue[(queue.index(current) + 1) % len(queue)] if current in queue else queue[0]
         self.go_to_slice(target)
-        self._select_review_row(target)
+        self.review_list.select(target)
         return target
 
     def accept_current(self) -> int | None:
@@ -675,7 +629,7 @@ class SsSegWidget(QWidget):
             position = queue.index(index) if index in queue else 0
             target = remaining[min(position, len(remaining) - 1)]
             self.go_to_slice(target)
-            self._select_review_row(target)
+            self.review_list.select(target)
         return index
 
     # -- export -----------------------------------------------------------------------------

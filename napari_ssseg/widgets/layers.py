@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from napari_ssseg.errors import InputError
+from napari_ssseg.inference.predict import Prediction
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.napari_io import layer_to_volume_array
 
@@ -96,3 +97,37 @@ def grid_kwargs(image: Any) -> dict[str, Any]:
             k: image.metadata[k] for k in ("ssseg_affine", "ssseg_axes") if k in image.metadata
         },
     }
+
+
+def show_result_layers(viewer: Any, image: Any, labels: Any, prediction: Prediction | None) -> None:
+    """Show ``prediction`` as the pseudo-labels and uncertainty layers on ``image``'s grid,
+    just below the user's ``labels`` layer (which stays active); with no prediction, or
+    layers left from another volume's grid, the old result layers go."""
+    layers = viewer.layers
+    for name in (PSEUDO_LABELS, UNCERTAINTY):
+        if name in layers and (prediction is None or not same_grid(image, layers[name])):
+            layers.remove(name)
+    if prediction is None:
+        return
+    pseudo = to_layer(prediction.labels)
+    pseudo = pseudo.astype(np.uint8) if pseudo.max(initial=0) <= 255 else pseudo
+    uncertainty = to_layer(prediction.uncertainty)
+    if PSEUDO_LABELS in layers:
+        layers[PSEUDO_LABELS].data = pseudo
+    else:
+        layer = viewer.add_labels(pseudo, name=PSEUDO_LABELS, opacity=0.4, **grid_kwargs(image))
+        layers.move(layers.index(layer), layers.index(labels))
+    if UNCERTAINTY in layers:
+        layers[UNCERTAINTY].data = uncertainty
+    else:
+        layer = viewer.add_image(
+            uncertainty,
+            name=UNCERTAINTY,
+            colormap="inferno",
+            blending="additive",
+            opacity=0.5,
+            contrast_limits=(0.0, 1.0),
+            **grid_kwargs(image),
+        )
+        layers.move(layers.index(layer), layers.index(labels))
+    layers.selection.active = labels

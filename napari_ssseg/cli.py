@@ -237,7 +237,9 @@ def _training_config(args: argparse.Namespace, method: str):
     return TrainConfig.from_dict(values)
 
 
-def _progress_printer(label: str):
+def progress_printer(label: str):
+    """A callback printing a training progress snapshot (step, %, seconds, losses) to stderr."""
+
     def show(snapshot) -> None:
         losses = " ".join(f"{k} {v:.3f}" for k, v in snapshot.losses.items())
         print(
@@ -286,7 +288,7 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             f"and {init.num_classes} classes; this run has {list(config.channels)} and "
             f"{project.num_classes}"
         )
-    model = train_model(project, config, init=init, on_progress=_progress_printer("train"))
+    model = train_model(project, config, init=init, on_progress=progress_printer("train"))
     warning = undertrained_warning(model.summary, config)
     if warning:
         print(f"napari-ssseg: warning: {warning}", file=sys.stderr)

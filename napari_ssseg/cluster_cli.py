@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ def train_on_cluster(
 
     Returns the run summary; progress goes to stderr, Ctrl-C cancels the job.
     """
+    from napari_ssseg.cli import progress_printer
     from napari_ssseg.errors import SsSegError
     from napari_ssseg.runner.events import ProgressEvent, RunStatus
     from napari_ssseg.runner.job import TrainingJob, VolumeInput
@@ -69,6 +69,7 @@ def train_on_cluster(
         volumes, list(project.class_names), config.to_dict(), args.out, init_dir, args.threads
     )
     runner = RayRunner(address=args.ray_address, workers=args.workers)
+    show = progress_printer(f"train ({args.workers} workers)")
     shown = 0
     try:
         runner.start(job)
@@ -78,13 +79,7 @@ def train_on_cluster(
                     continue
                 if event.iteration >= shown + 10 or event.iteration == 1:
                     shown = event.iteration
-                    losses = " ".join(f"{k} {v:.3f}" for k, v in event.losses.items())
-                    print(
-                        f"train ({args.workers} workers): step {event.iteration} "
-                        f"({100 * event.fraction:.0f}%) {event.elapsed:.0f} s  {losses}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    show(event)
             time.sleep(0.2)
     except KeyboardInterrupt:
         runner.cancel()

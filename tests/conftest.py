@@ -51,3 +51,26 @@ def case_files(tmp_path: Path) -> tuple[Path, Path]:
         write_nifti(tmp_path / "case.nii.gz", image),
         write_nifti(tmp_path / "case_labels.nii.gz", labels.astype(np.uint8)),
     )
+
+
+TINY_TRAINING = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
+"""Settings of a training job that takes seconds (tests of runners, faults, Ray)."""
+
+
+def synthetic_job(model_dir: Path, annotated=(4, 8, 12), probes=(), threads=None, **config):
+    """A :class:`TrainingJob` on :func:`synthetic_case` with ``TINY_TRAINING`` settings
+    (``config`` overrides them), saving its model into ``model_dir``."""
+    from napari_ssseg.runner.job import TrainingJob, VolumeInput
+
+    image, labels = synthetic_case()
+    volume = VolumeInput(
+        labels=labels,
+        annotated_slices=list(annotated),
+        axis=2,
+        image=image,
+        affine=np.diag([1.0, 1.0, 2.0, 1.0]),
+        name="case",
+        probe_slices=list(probes),
+    )
+    settings = TINY_TRAINING | config
+    return TrainingJob([volume], ["ellipsoid", "blob"], settings, model_dir, threads=threads)

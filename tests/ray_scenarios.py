@@ -27,9 +27,8 @@ from napari_ssseg.errors import InputError  # noqa: E402
 from napari_ssseg.runner import ProgressEvent, RunStatus, StatusEvent  # noqa: E402
 from napari_ssseg.runner.job import TrainingJob, VolumeInput  # noqa: E402
 from napari_ssseg.runner.ray_runner import RayRunner  # noqa: E402
-from tests.conftest import synthetic_case, write_nifti  # noqa: E402
+from tests.conftest import synthetic_case, synthetic_job, write_nifti  # noqa: E402
 
-TINY = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
 LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
 
 
@@ -84,19 +83,6 @@ def sample_job(folder: Path, **config) -> TrainingJob:
     )
     settings = {"image_size": 64, "inference_passes": 2, "device": "cpu"} | config
     return TrainingJob([volume], ["liver"], settings, folder / "model")
-
-
-def tiny_job(folder: Path, **config) -> TrainingJob:
-    image, labels = synthetic_case()
-    volume = VolumeInput(
-        labels=labels,
-        annotated_slices=[4, 8, 12],
-        axis=2,
-        image=image,
-        affine=np.diag([1.0, 1.0, 2.0, 1.0]),
-        name="case",
-    )
-    return TrainingJob([volume], ["ellipsoid", "blob"], TINY | config, folder / "model")
 
 
 def follow(runner: RayRunner, timeout: float) -> dict:
@@ -156,7 +142,7 @@ def scenario_single_worker_matches_local(folder: Path) -> dict:
     from napari_ssseg.model_store import load_model
     from napari_ssseg.pipeline import train_model
 
-    job = tiny_job(folder, max_iters=12, seed=3, method="mt", ssl_start=0.0)
+    job = synthetic_job(folder / "model", max_iters=12, seed=3, method="mt", ssl_start=0.0)
     for volume in job.volumes:
         volume.predict = False
     job.threads = 1
@@ -176,7 +162,7 @@ def scenario_single_worker_matches_local(folder: Path) -> dict:
 def scenario_cancel(folder: Path) -> dict:
     """A long run on 2 workers is cancelled once training reports progress."""
     runner = RayRunner(workers=2, work_root=folder / "work")
-    runner.start(tiny_job(folder, max_iters=1_000_000))
+    runner.start(synthetic_job(folder / "model", max_iters=1_000_000))
     deadline = time.monotonic() + 300
     trained = False
     while runner.running and time.monotonic() < deadline and not trained:
@@ -201,10 +187,10 @@ def scenario_worker_error(folder: Path) -> dict:
     from napari_ssseg.model_store import save_model
     from napari_ssseg.pipeline import train_model
 
-    first = tiny_job(folder / "first", max_iters=2)
+    first = synthetic_job(folder / "first" / "model", max_iters=2)
     (folder / "first").mkdir(parents=True)
     save_model(train_model(first.project(), first.train_config()), folder / "first" / "model")
-    job = tiny_job(folder, max_iters=2)
+    job = synthetic_job(folder / "model", max_iters=2)
     job.class_names = ["ellipsoid", "blob", "third"]
     job.init_model_dir = folder / "first" / "model"
     runner = RayRunner(workers=2, work_root=folder / "work")
@@ -221,7 +207,7 @@ def scenario_predict_folder(folder: Path) -> dict:
     from napari_ssseg.pipeline import train_model
     from napari_ssseg.runner.ray_predict import predict_folder
 
-    job = tiny_job(folder, max_iters=2)
+    job = synthetic_job(folder / "model", max_iters=2)
     data = folder / "images"
     data.mkdir(parents=True)
     save_model(train_model(job.project(), job.train_config()), folder / "model")

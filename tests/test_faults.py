@@ -42,30 +42,14 @@ from napari_ssseg.runner import (
     ProgressEvent,
     RunStatus,
     StatusEvent,
-    TrainingJob,
-    VolumeInput,
     worker,
 )
 from napari_ssseg.runner import job as job_module
 from napari_ssseg.training.config import TrainConfig
-from tests.conftest import synthetic_case, write_nifti
+from tests.conftest import TINY_TRAINING, synthetic_case, synthetic_job, write_nifti
 
-TINY = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
 READ_ONLY = OSError(errno.EROFS, "Read-only file system")
-
-
-def make_job(model_dir: Path, **config) -> TrainingJob:
-    image, labels = synthetic_case()
-    volume = VolumeInput(
-        labels=labels,
-        annotated_slices=[4, 8, 12],
-        axis=2,
-        image=image,
-        affine=np.diag([1.0, 1.0, 2.0, 1.0]),
-        name="case",
-    )
-    return TrainingJob([volume], ["ellipsoid", "blob"], TINY | config, model_dir, threads=1)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -80,7 +64,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def good_model(folder: Path) -> Path:
     """A small valid model folder (untrained weights): the "last good model"."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig.from_dict(TINY)
+    config = TrainConfig.from_dict(TINY_TRAINING)
     state = build_unet(config.in_channels, 2, config.channels, config.dropout).state_dict()
     return save_model(TrainedModel(state, config, ["ellipsoid", "blob"]), folder)
 
@@ -157,7 +141,7 @@ def run_worker(tmp_path: Path, model_dir: Path, stop=None, on_event=None, **conf
     """Run the child's ``run_job`` on a tiny job here, one torch thread."""
     job_dir = tmp_path / "job"
     shutil.rmtree(job_dir, ignore_errors=True)
-    make_job(model_dir, **config).write(job_dir)
+    synthetic_job(model_dir, threads=1, **config).write(job_dir)
     log = EventLog(on_event)
     worker.run_job(str(job_dir), log, stop or threading.Event())
     return log
@@ -345,7 +329,7 @@ def test_disk_full_while_writing_the_job_is_an_error_before_any_process(tmp_path
         raise NO_SPACE
 
     monkeypatch.setattr(job_module.np, "save", full)
-    runner.start(make_job(tmp_path / "project" / "model"))
+    runner.start(synthetic_job(tmp_path / "project" / "model", threads=1))
     events = runner.poll()
     assert runner.status is RunStatus.ERROR and events[-1].status is RunStatus.ERROR
     assert runner.message.startswith(str(tmp_path / "work"))
@@ -362,7 +346,7 @@ def test_sigkill_mid_training_is_an_error_and_the_next_job_runs(warm_runners, tm
     runner = warm_runners["kill"]
     model_dir = good_model(tmp_path / "project" / "model")
     before = snapshot(tmp_path / "project")
-    runner.start(make_job(model_dir, max_iters=1_000_000, max_time=600))
+    runner.start(synthetic_job(model_dir, threads=1, max_iters=1_000_000, max_time=600))
     wait_for(runner, in_training)
     pid = runner.child_pid
     os.kill(pid, signal.SIGKILL)
@@ -374,7 +358,7 @@ def test_sigkill_mid_training_is_an_error_and_the_next_job_runs(warm_runners, tm
     assert snapshot(tmp_path / "project") == before
     assert load_model(model_dir).class_names == ["ellipsoid", "blob"]
 
-    runner.start(make_job(model_dir, max_iters=3))
+    runner.start(synthetic_job(model_dir, threads=1, max_iters=3))
     assert runner.wait(timeout=240) is RunStatus.DONE, runner.message
     assert load_model(model_dir).summary["iterations"] == 3
     assert runner.result().volumes[0].prediction.labels.shape == (40, 36, 16)
@@ -389,7 +373,7 @@ def test_out_of_memory_in_the_child_is_a_clear_error(warm_runners, tmp_path):
     before = snapshot(tmp_path / "project")
     # 16 slices at 1024 x 1024 fit in 700 MiB (data preparation needs 300 to 700), a
     # training step on 8 of them does not.
-    job = make_job(model_dir, image_size=1024, batch_size=8, max_iters=5)
+    job = synthetic_job(model_dir, threads=1, image_size=1024, batch_size=8, max_iters=5)
     job.memory_limit_mb = 700
     runner.start(job)
     assert runner.wait(timeout=240) is RunStatus.ERROR

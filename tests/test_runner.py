@@ -10,24 +10,8 @@ import numpy as np
 import pytest
 
 from napari_ssseg.model_store import load_model
-from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, TrainingJob, VolumeInput
-from tests.conftest import synthetic_case
-
-TINY = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
-
-
-def make_job(tmp_path, annotated=(4, 8, 12), probes=(), **config) -> TrainingJob:
-    image, labels = synthetic_case()
-    volume = VolumeInput(
-        labels=labels,
-        annotated_slices=list(annotated),
-        axis=2,
-        image=image,
-        affine=np.diag([1.0, 1.0, 2.0, 1.0]),
-        name="case",
-        probe_slices=list(probes),
-    )
-    return TrainingJob([volume], ["ellipsoid", "blob"], TINY | config, tmp_path / "model")
+from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus
+from tests.conftest import synthetic_case, synthetic_job
 
 
 @pytest.fixture
@@ -50,7 +34,7 @@ def finished(tmp_path_factory):
     while not runner.warm and time.monotonic() < deadline:
         time.sleep(0.05)
     warm = runner.warm
-    runner.start(make_job(folder, probes=[8], max_iters=20))
+    runner.start(synthetic_job(folder / "model", probes=[8], max_iters=20))
     first = runner.status
     final = runner.wait(timeout=120)
     outcome = {
@@ -100,7 +84,7 @@ def test_short_run_reaches_done_with_model_and_predictions(finished):
 def test_cancel_stops_a_long_run_within_two_seconds(runner, tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "previous.txt").write_text("old model")
-    runner.start(make_job(tmp_path, max_iters=1_000_000))
+    runner.start(synthetic_job(tmp_path / "model", max_iters=1_000_000))
     deadline = time.monotonic() + 120
     while not any(isinstance(e, ProgressEvent) for e in runner.poll()):
         assert runner.running and time.monotonic() < deadline, runner.message
@@ -120,7 +104,7 @@ def test_cancel_stops_a_long_run_within_two_seconds(runner, tmp_path):
 
 
 def test_no_annotated_slice_is_an_error_before_any_process(runner, tmp_path):
-    runner.start(make_job(tmp_path, annotated=()))
+    runner.start(synthetic_job(tmp_path / "model", annotated=()))
     events = runner.poll()
     assert runner.status is RunStatus.ERROR and events[-1].status is RunStatus.ERROR
     assert "no annotated slice" in runner.message
@@ -135,7 +119,7 @@ def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
     before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
 
     # Warm-starting a 2-class model with three class names fails inside train_model.
-    second = make_job(tmp_path, max_iters=2)
+    second = synthetic_job(tmp_path / "model", max_iters=2)
     second.class_names = ["ellipsoid", "blob", "third"]
     second.init_model_dir = tmp_path / "model"
     runner.start(second)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -337,18 +337,9 @@ class RayRunner(PolledRunner):
         ray = import_ray()
         volumes = []
         for volume in job.volumes:
-            if volume.image is None:
+            if volume.image is None:  # read here: the cluster may not see this file
                 image = volume.load_image()
-                volume = VolumeInput(
-                    labels=volume.labels,
-                    annotated_slices=volume.annotated_slices,
-                    axis=volume.axis,
-                    image=image.data,
-                    affine=image.affine,
-                    name=volume.name,
-                    probe_slices=volume.probe_slices,
-                    predict=volume.predict,
-                )
+                volume = replace(volume, image=image.data, affine=image.affine, image_path=None)
             volumes.append(ray.put(volume))
         init = [ray.put(load_model(job.init_model_dir))] if job.init_model_dir else []
         skeleton = TrainingJob(

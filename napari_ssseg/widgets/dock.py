@@ -317,10 +317,7 @@ class SsSegWidget(QWidget):
 
     def _on_labels_edited(self, event: Any = None) -> None:
         if self.session is not None and self._session_layers is not None:
-            labels = self._session_layers[1]
-            view = np.transpose(labels.data, (2, 1, 0))
-            if not np.shares_memory(view, self.session.labels):
-                self.session.labels = view  # the layer's array was replaced
+            self.volumes.session(*self._session_layers)  # follows a replaced layer array
         self._recount.start()
 
     # -- session ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 
@@ -72,3 +73,22 @@ def blank_target(num_classes: int, size: tuple[int, int]) -> torch.Tensor:
     target = torch.zeros(num_classes + 1, *size)
     target[0] = 1.0
     return target
+
+
+PREDICT_CHUNK = 16
+"""Slices per forward pass when a teacher predicts many slices (bounds activation memory)."""
+
+
+def predict_slices(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    pool: SlicePool,
+    refs: list[SliceRef],
+    device: torch.device,
+) -> torch.Tensor:
+    """``predict`` on the inputs of ``refs``, a chunk of slices at a time on ``device``; the
+    outputs concatenated on the CPU along the first (slice) axis."""
+    chunks = [
+        predict(pool.inputs(refs[first : first + PREDICT_CHUNK]).to(device)).cpu()
+        for first in range(0, len(refs), PREDICT_CHUNK)
+    ]
+    return torch.cat(chunks)

@@ -9,7 +9,12 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.inference.connectivity import keep_connected_with_labels
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.losses import gated_pseudo_label_loss
-from napari_ssseg.training.teachers.base import Teacher, blank_target, partially_annotated
+from napari_ssseg.training.teachers.base import (
+    Teacher,
+    blank_target,
+    partially_annotated,
+    predict_slices,
+)
 
 
 class ConnectivityTeacher(Teacher):
@@ -58,15 +63,15 @@ class ConnectivityTeacher(Teacher):
 
     def _refresh_volume(self, student: torch.nn.Module, v: int) -> None:
         prepared = self.pool.volumes[v]
-        depth = prepared.images.shape[0]
-        predicted = []
-        for first in range(0, depth, 16):
-            refs = [(v, z) for z in range(first, min(first + 16, depth))]
-            logits = student(self.pool.inputs(refs).to(self.device))
-            predicted.append(logits.argmax(dim=1).cpu())
+        predicted = predict_slices(
+            lambda batch: student(batch).argmax(dim=1),
+            self.pool,
+            [(v, z) for z in range(prepared.images.shape[0])],
+            self.device,
+        )
         # As at inference, the user's labels replace the prediction on annotated slices.
         _, removed = keep_connected_with_labels(
-            torch.cat(predicted).numpy(),
+            predicted.numpy(),
             prepared.labels.numpy(),
             prepared.annotated.numpy(),
             self.num_classes - 1,

@@ -14,6 +14,7 @@ from napari_ssseg.training.teachers.base import (
     Teacher,
     gate_threshold,
     partially_annotated,
+    predict_slices,
     rampup,
 )
 from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
@@ -81,15 +82,12 @@ class CurriculumTeacher(Teacher):
 
     def _refresh_volume(self, v: int) -> list[tuple[float, SliceRef]]:
         prepared = self.pool.volumes[v]
-        depth = prepared.images.shape[0]
-        probs = []
-        for first in range(0, depth, 16):
-            refs = [(v, z) for z in range(first, min(first + 16, depth))]
-            inputs = self.pool.inputs(refs).to(self.device)
-            probs.append(
-                mc_dropout_probs(self.model.module, inputs, self.config.teacher_passes).cpu()
-            )
-        prob = torch.cat(probs)  # (Z, K, S, S)
+        prob = predict_slices(  # (Z, K, S, S)
+            lambda batch: mc_dropout_probs(self.model.module, batch, self.config.teacher_passes),
+            self.pool,
+            [(v, z) for z in range(prepared.images.shape[0])],
+            self.device,
+        )
         confidence = 1.0 - normalised_entropy(prob)  # (Z, S, S)
         labels, _ = keep_connected_with_labels(
             prob.argmax(dim=1).numpy(),

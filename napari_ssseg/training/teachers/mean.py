@@ -8,7 +8,12 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import gated_consistency_loss, gated_pseudo_label_loss
-from napari_ssseg.training.teachers.base import Teacher, gate_threshold, rampup
+from napari_ssseg.training.teachers.base import (
+    Teacher,
+    gate_threshold,
+    predict_slices,
+    rampup,
+)
 from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
 
@@ -30,16 +35,16 @@ class MeanTeacher(Teacher):
         return list(self.pool.unlabelled)
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
-        inputs = self.pool.inputs(refs)
-        chunks = []
-        for first in range(0, len(inputs), 16):
-            batch = inputs[first : first + 16].to(self.device)
-            probs = mc_dropout_probs(
+        probs = predict_slices(
+            lambda batch: mc_dropout_probs(
                 self.model.module, batch, self.config.teacher_passes, self.config.teacher_noise
-            )
-            confidence = 1.0 - normalised_entropy(probs)
-            chunks.append(torch.cat([probs, confidence[:, None]], dim=1).cpu())
-        return torch.cat(chunks)
+            ),
+            self.pool,
+            refs,
+            self.device,
+        )
+        confidence = 1.0 - normalised_entropy(probs)
+        return torch.cat([probs, confidence[:, None]], dim=1)
 
     def loss(
         self, logits: torch.Tensor, target: torch.Tensor, fraction: float

@@ -13,8 +13,7 @@ def fmt(value) -> str:
     return "n/a" if value is None or value != value else f"{100 * value:.1f}"
 
 
-def table(path: Path) -> str:
-    doc = json.loads(path.read_text())
+def table(doc: dict) -> str:
     s = doc["settings"]
     protocol = (
         f"sparse, k = {s['k']}"
@@ -69,12 +68,31 @@ def paired_lines(doc: dict, reference: str = "unet") -> list[str]:
     return [""] + out if out else []
 
 
+def merged(paths: list[Path]) -> dict:
+    """One document from runs of the same benchmark with different methods (e.g. two streams
+    run side by side, one method each): results in the order given, the largest peak memory."""
+    docs = [json.loads(path.read_text()) for path in paths]
+    first = docs[0]
+    for path, doc in zip(paths[1:], docs[1:], strict=True):
+        for key in ("dataset", "protocol"):
+            if doc[key] != first[key]:
+                raise SystemExit(f"{path.name}: {key} {doc[key]!r} differs from {first[key]!r}")
+    out = dict(first)
+    out["results"] = {name: r for doc in docs for name, r in doc["results"].items()}
+    out["peak_rss_mb"] = max(doc["peak_rss_mb"] for doc in docs)
+    return out
+
+
 def main(names: list[str]) -> None:
-    paths = [RESULTS / n for n in names] if names else sorted(RESULTS.glob("*.json"))
-    for path in paths:
-        if "protocol" not in json.loads(path.read_text()):
+    """Print a table per JSON file; ``a.json+b.json`` merges the methods of two runs."""
+    groups = [[RESULTS / n for n in name.split("+")] for name in names] or [
+        [path] for path in sorted(RESULTS.glob("*.json"))
+    ]
+    for paths in groups:
+        doc = merged(paths)
+        if "protocol" not in doc:
             continue  # not a segmentation benchmark (e.g. foundation_speed.json)
-        print(table(path))
+        print(table(doc))
         print()
 
 

@@ -16,7 +16,7 @@ SMALL = {
     "image_size": 32,
     "channels": [8, 16, 32],
     "batch_size": 2,
-    "unlabelled_batch_size": 2,
+    "unlabelled_batch_size": 1,
     "teacher_cache": 4,
     "inference_passes": 2,
 }

@@ -14,6 +14,7 @@ from napari_ssseg.data.slices import SlicePool
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.teachers import ShapeTeacher, build_teachers, shape_confidence
+from napari_ssseg.training.teachers.shape import extent_confidence, neighbour_agreement
 
 
 def test_shape_confidence_hand_values():
@@ -67,11 +68,80 @@ def test_shape_teacher_covers_the_annotated_range_and_fades_with_slice_thickness
     assert float(fine[1, -1].max()) == 0.0 and torch.allclose(
         fine[1, :2], torch.full_like(fine[1, :2], 0.5)
     )
-    # Slice 4 is 3 slices from an annotated one: exp(-3 / 10) with 1 mm, exp(-3) with 10 mm.
-    assert float(fine[0, -1].max()) == pytest.approx(math.exp(-0.3), rel=1e-4)
-    assert float(thick[0, -1].max()) == pytest.approx(math.exp(-3.0), rel=1e-4)
+    # Slice 4 is 3 slices from an annotated one: exp(-3 / 10) with 1 mm, exp(-3) with 10 mm,
+    # times the agreement of the two annotated disks it blends (radii 4 and 7 on the grid).
+    pool = SlicePool(Project([_volume(1.0)], ["ball"]), config.image_size, config.intensity)
+    agreement = neighbour_agreement(pool.volumes[0].labels.numpy(), [1, 7])[4]
+    assert 0.3 < agreement < 0.7
+    assert float(fine[0, -1].max()) == pytest.approx(agreement * math.exp(-0.3), rel=1e-4)
+    assert float(thick[0, -1].max()) == pytest.approx(agreement * math.exp(-3.0), rel=1e-4)
     # The centre of the ball is foreground, a corner background.
     assert fine[0, 1, 16, 16] == 1.0 and fine[0, 0, 1, 1] == 1.0
+
+
+def test_neighbour_agreement_is_the_dice_of_the_annotated_shapes_around_a_slice():
+    labels = np.zeros((7, 4, 4), dtype=np.int64)
+    labels[0, :2, :2] = 1  # 4 pixels
+    labels[3, :2, :1] = 1  # 2 pixels inside them: Dice 2 * 2 / 6
+    labels[3, 3, 3] = 2  # class 2 only here: Dice 0
+    labels[6, :2, :1] = 1  # same as slice 3 for class 1; class 2 gone: Dice 0
+    agreement = neighbour_agreement(labels, [0, 3, 6])
+    assert agreement == pytest.approx({1: 2 / 3 / 2, 2: 2 / 3 / 2, 4: 0.5, 5: 0.5})
+    # Two empty annotated slices agree.
+    assert neighbour_agreement(np.zeros((3, 2, 2), dtype=np.int64), [0, 2]) == {1: 1.0}
+
+
+def test_extent_confidence_rises_from_half_a_gap_beyond_the_outermost_labelled_slice():
+    labels = np.zeros((20, 4, 4), dtype=np.int64)
+    labels[[5, 9, 13], 1, 1] = 1
+    # Gap 4 slices: 0 at 2 slices beyond, +0.25 a slice, 1 from 6 slices beyond.
+    assert extent_confidence(labels, [5, 9, 13], 20) == {
+        0: 0.75,
+        1: 0.5,
+        2: 0.25,
+        16: 0.25,
+        17: 0.5,
+        18: 0.75,
+        19: 1.0,
+    }
+    # An annotated empty slice at the end: the structure ended before it, so distances count
+    # from the last slice that shows it; slices inside the annotated range are left alone.
+    labels[13] = 0
+    assert extent_confidence(labels, [5, 9, 13], 20) == {
+        0: 0.75,
+        1: 0.5,
+        2: 0.25,
+        14: 0.75,
+        15: 1.0,
+        16: 1.0,
+        17: 1.0,
+        18: 1.0,
+        19: 1.0,
+    }
+    assert extent_confidence(np.zeros_like(labels), [5, 9, 13], 20) == {}
+    assert extent_confidence(labels, [5], 20) == {}
+
+
+def test_shape_teacher_teaches_background_beyond_the_structure_unless_switched_off():
+    shape = (24, 24, 20)
+    image = Volume(data=np.zeros(shape, dtype=np.float32), affine=np.eye(4), name="tube")
+    revealed = np.zeros(shape, dtype=np.int16)
+    revealed[8:16, 8:16, [8, 10, 12]] = 1
+    volume = AnnotatedVolume.from_labels(image, revealed, axis=2, annotated_slices=[8, 10, 12])
+    project = Project([volume], ["tube"])
+    for extent in (True, False):
+        config = TrainConfig(image_size=32, channels=(8, 16), shape_extent=extent)
+        pool = SlicePool(project, config.image_size, config.intensity)
+        teacher = ShapeTeacher(project, pool, config)
+        covered = sorted(z for _, z in teacher.covers())
+        if not extent:
+            assert covered == [9, 11]
+            continue
+        assert covered == [*range(0, 7), 9, 11, *range(14, 20)]
+        target = teacher.targets([(0, 0), (0, 14)])
+        assert torch.all(target[:, 0] == 1.0) and torch.all(target[:, 1] == 0.0)
+        assert float(target[0, -1].min()) == 1.0  # 8 slices beyond, gap 2
+        assert float(target[1, -1].max()) == pytest.approx(0.5)  # 2 slices beyond
 
 
 def test_build_teachers_leaves_out_those_with_nothing_to_teach():

@@ -26,7 +26,7 @@ TINY_CLI_CONFIG = {
     "image_size": 32,
     "channels": [8, 16, 32],
     "batch_size": 2,
-    "unlabelled_batch_size": 2,
+    "unlabelled_batch_size": 1,
     "teacher_cache": 4,
     "inference_passes": 2,
 }
@@ -54,7 +54,7 @@ def quick_config(**changes) -> TrainConfig:
         channels=(8, 16, 32, 64),
         max_iters=150,
         batch_size=4,
-        unlabelled_batch_size=4,
+        unlabelled_batch_size=2,
         teacher_cache=16,
         inference_passes=4,
         seed=3,
@@ -97,6 +97,38 @@ def test_same_seed_same_result_on_cpu(liver_case):
     assert all(torch.equal(first[k], second[k]) for k in first)
     other = train_model(project, quick_config(method="ssl", max_iters=25, seed=4)).state_dict
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_unlabelled_slices_take_places_in_the_batch_once_teachers_start(liver_case, monkeypatch):
+    from napari_ssseg.training import loop
+
+    volume, _, _ = liver_case
+    labelled = []
+    real_draw = loop._draw
+
+    def counting_draw(rng, refs, count):
+        if refs and all(
+            volume_index == 0 and z in volume.annotated_slices for volume_index, z in refs
+        ):
+            labelled.append(count)
+        return real_draw(rng, refs, count)
+
+    monkeypatch.setattr(loop, "_draw", counting_draw)
+    project = Project([volume], ["liver"])
+    tiny = dict(image_size=32, channels=(8, 16), max_iters=4, inference_passes=1)
+    # The mean teacher starts halfway: steps 0 and 1 are supervised, 2 and 3 share the batch.
+    loop.train(project, TrainConfig(method="mt", ssl_start=0.5, unlabelled_batch_size=1, **tiny))
+    assert labelled == [4, 4, 3, 3]
+    labelled.clear()
+    loop.train(project, TrainConfig(method="mt", ssl_start=0.5, share_batch=False, **tiny))
+    assert labelled == [4, 4, 4, 4]
+    labelled.clear()
+    # At least one labelled slice stays.
+    loop.train(
+        project,
+        TrainConfig(method="mt", ssl_start=0.5, batch_size=2, unlabelled_batch_size=3, **tiny),
+    )
+    assert labelled == [2, 2, 1, 1]
 
 
 def test_cancel_before_first_step_raises(liver_case):

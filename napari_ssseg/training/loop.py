@@ -10,14 +10,23 @@ augmentation as the student's input) give one loss term, defined by the teacher
   normalised predictive entropy is below a threshold rising from ``threshold_start`` to
   ``threshold_end``, weighted by ``consistency_weight`` with a sigmoid ramp-up from
   ``ssl_start``;
-- ``shape``: cross-entropy toward the interpolated shape, weighted per pixel by its
-  confidence and by ``shape_weight``, from the first step (its targets do not depend on the
-  student);
+- ``shape``: cross-entropy toward the interpolated shape (and toward background well beyond
+  the annotated structure's ends), weighted per pixel by its confidence and by
+  ``shape_weight``, from ``shape_start`` (its targets do not depend on the student);
 - ``sam``: cross-entropy toward the foundation model's masks prompted by the student,
   weighted per pixel by its confidence and by ``sam_weight`` with the ramp-up from
   ``ssl_start``;
 - ``connect``: cross-entropy toward background on the pixels of predicted components not
   connected to the annotation, weighted by ``connect_weight``, from ``ssl_start``.
+
+With ``cutmix`` on, a step (with probability ``cutmix_prob``) mixes its augmented batches by
+imbalance-aware CutMix (:mod:`napari_ssseg.training.cutmix`): boxes placed preferably on rare
+classes are pasted between labelled slices and, in both directions, between labelled and
+unlabelled ones; the supervised loss and the teachers' losses take the mixed labels and targets.
+
+With ``share_batch`` (the default) the unannotated slices take places in the batch of
+``batch_size`` instead of being added to it, so a step with teachers costs about what a
+supervised step costs.
 
 On the CPU the mean teacher's MC-dropout passes would cost more than the student's step, so
 targets are computed for a cache of ``teacher_cache`` unannotated slices every
@@ -49,6 +58,7 @@ from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.cutmix import ImbalanceCutMix
 from napari_ssseg.training.losses import supervised_loss
 from napari_ssseg.training.replica import Replica
 from napari_ssseg.training.schedules import poly_lr
@@ -165,6 +175,7 @@ def train(
     dice_ce = supervised_loss()
     augment = make_augmentation(own_seed)
     cache = _TargetCache(teachers, config, rng)
+    cutmix = ImbalanceCutMix.from_pool(pool, config, own_seed) if config.cutmix else None
 
     # Up to 8 annotated slices, evenly spread, on which the student's agreement with the
     # user's labels is reported (what a clinician watches: is it learning my labels?).
@@ -189,27 +200,38 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(config.lr, fraction)
 
-        refs = _draw(rng, pool.labelled, config.batch_size)
-        images, extra = augment_batch(augment, pool.inputs(refs), {"label": pool.targets(refs)})
-        images, labels = images.to(device), extra["label"].to(device)
         active = []
         for teacher in teachers:
             if fraction >= teacher.start:
                 teacher.prepare(model, iteration, fraction)
                 if teacher.covers():
                     active.append(teacher)
-        losses: dict[str, torch.Tensor] = {}
-        total = torch.zeros((), device=device)
+        labelled_count = config.batch_size
+        if active and config.share_batch:
+            labelled_count = max(1, config.batch_size - config.unlabelled_batch_size)
+        refs = _draw(rng, pool.labelled, labelled_count)
+        images, extra = augment_batch(augment, pool.inputs(refs), {"label": pool.targets(refs)})
+        images, labels = images.to(device), extra["label"].to(device)
+        unlabelled: torch.Tensor | None = None
+        moved_targets: list[torch.Tensor] = []
         if active:
             picked, targets = cache.batch(active, iteration, config.unlabelled_batch_size)
             unlabelled, moved = augment_batch(
                 augment, pool.inputs(picked), {"target": torch.cat(targets, dim=1)}
             )
-            logits = network(torch.cat([images, unlabelled.to(device)]))
-            logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
+            unlabelled = unlabelled.to(device)
             # Areas the augmentation moved in from outside the slice have confidence 0, so
             # they never count.
-            moved_targets = moved["target"].to(device).split(targets[0].shape[1], dim=1)
+            moved_targets = list(moved["target"].to(device).split(targets[0].shape[1], dim=1))
+        if cutmix is not None and cutmix.fires():
+            images, labels, unlabelled, moved_targets = cutmix.mix(
+                images, labels, unlabelled, moved_targets, fraction
+            )
+        losses: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=device)
+        if unlabelled is not None:
+            logits = network(torch.cat([images, unlabelled]))
+            logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
             for teacher, target in zip(active, moved_targets, strict=True):
                 loss, weight = teacher.loss(unlabelled_logits, target, fraction)
                 losses[teacher.name] = loss

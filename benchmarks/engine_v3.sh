@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Engine v3 benchmarks: the sparse protocol on LA (k = 5) and ACDC (k = 2), --max-time 120.
+# Two streams side by side, one torch thread each: one runs interp and unet, the other ssl,
+# volume by volume at the same time, so whatever else loads the machine loads both alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SSSEG_SHARED_DATA:-../shared/data}
+OUT=benchmarks/results
+TIME=${SSSEG_BENCH_TIME:-120}
+mkdir -p "$OUT"
+
+stream() {  # stream TAG METHODS
+  napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 --max-volumes 10 \
+    --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/la_sparse_v3_$1.json"
+  napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 --max-volumes 10 \
+    --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/acdc_sparse_v3_$1.json"
+}
+stream unet interp,unet > "$OUT/sparse_v3_unet.log" 2>&1 &
+stream ssl ssl > "$OUT/sparse_v3_ssl.log" 2>&1 &
+wait
+python benchmarks/tables.py la_sparse_v3_unet.json+la_sparse_v3_ssl.json \
+  acdc_sparse_v3_unet.json+acdc_sparse_v3_ssl.json

@@ -116,6 +116,17 @@ class AnnotatedVolume:
         other = tuple(a for a in range(3) if a != self.axis)
         return [int(i) for i in np.flatnonzero(np.any(self.labels > 0, axis=other))]
 
+    def label_values(self) -> set[int]:
+        """Every label value in the volume (0 included)."""
+        return {int(v) for v in np.unique(self.labels)}
+
+    def annotated_label_values(self) -> set[int]:
+        """Label values (0 included) found on the annotated slices."""
+        found: set[int] = set()
+        for i in self.annotated_slices:
+            found.update(int(v) for v in np.unique(self.labels[slice_index(self.axis, i)]))
+        return found
+
     @property
     def annotated_slices(self) -> list[int]:
         """Painted slices plus those marked annotated-but-empty, sorted."""
@@ -188,11 +199,10 @@ class Project:
         if self.num_classes < 1:
             raise AnnotationError("at least one foreground class is needed")
         for volume in self.volumes:
-            values = np.unique(volume.labels)
-            bad = values[(values < 0) | (values > self.num_classes)]
-            if bad.size:
+            bad = sorted(v for v in volume.label_values() if not 0 <= v <= self.num_classes)
+            if bad:
                 raise AnnotationError(
-                    f"{volume.image.name}: label values {bad.tolist()} are outside the class "
+                    f"{volume.image.name}: label values {bad} are outside the class "
                     f"set 0..{self.num_classes} ({', '.join(self.class_names)})"
                 )
         if self.num_annotated_slices == 0:
@@ -207,8 +217,7 @@ class Project:
         """Label values (0 included) found on the annotated slices of every volume."""
         found: set[int] = set()
         for volume in self.volumes:
-            for i in volume.annotated_slices:
-                found.update(int(v) for v in np.unique(volume.labels[slice_index(volume.axis, i)]))
+            found |= volume.annotated_label_values()
         return found
 
     def warnings(self, semi_supervised: bool = False) -> list[str]:
@@ -249,5 +258,5 @@ class Project:
 
 def infer_class_names(volumes: Sequence[AnnotatedVolume]) -> list[str]:
     """Generic names ``class 1..C`` with C the largest label value present (at least 1)."""
-    largest = max((int(v.labels.max()) for v in volumes), default=0)
+    largest = max((max(v.label_values(), default=0) for v in volumes), default=0)
     return [f"class {i}" for i in range(1, max(largest, 1) + 1)]

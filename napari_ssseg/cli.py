@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_ssseg.cluster_cli import (
     add_cluster_options,
@@ -19,6 +20,10 @@ from napari_ssseg.cluster_cli import (
     train_on_cluster,
     wants_cluster,
 )
+
+if TYPE_CHECKING:
+    from napari_ssseg.annotation import Project
+    from napari_ssseg.training.config import TrainConfig
 
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
 TRAINING_METHODS = ("unet", "mt", "shape", "connect", "ssl", "sc-sam", "curriculum")
@@ -253,9 +258,10 @@ def progress_printer(label: str):
 
 
 def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from napari_ssseg.model_store import load_model, save_model
-    from napari_ssseg.pipeline import train_model, undertrained_warning
-    from napari_ssseg.project_io import load_project, msd_specs
+    """Several volumes (``--data`` or more than one IMAGE) are read one at a time into a
+    temporary slice store that training streams from; it is deleted when the command ends."""
+    from napari_ssseg.data.slice_store import SliceStore
+    from napari_ssseg.project_io import load_project, load_project_streamed, msd_specs
 
     specs = parse_volume_groups(extra)
     class_names = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -269,7 +275,19 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if not args.out.parent.is_dir():
         raise CliError(f"{args.out.parent}: the folder for --out does not exist")
     config = _training_config(args, args.method)
-    project = load_project(specs, class_names)
+    if len(specs) == 1:
+        return _train_project(args, load_project(specs, class_names), config)
+    with SliceStore.temporary() as store:
+        project = load_project_streamed(
+            specs, class_names, store, config.image_size, config.intensity
+        )
+        return _train_project(args, project, config)
+
+
+def _train_project(args: argparse.Namespace, project: Project, config: TrainConfig) -> int:
+    from napari_ssseg.model_store import load_model, save_model
+    from napari_ssseg.pipeline import train_model, undertrained_warning
+
     for warning in project.warnings(semi_supervised=bool(config.teachers)):
         print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
     if wants_cluster(args):

@@ -1,10 +1,16 @@
-"""Train a project into a :class:`TrainedModel` (the task behind CLI, plugin and benchmark)."""
+"""Train a project into a :class:`TrainedModel` (the task behind CLI, plugin and benchmark).
+
+A project of several volumes is trained from a temporary disk store of its prepared slices
+(:mod:`napari_ssseg.data.slice_store`) rather than from memory; a
+:class:`~napari_ssseg.data.slice_store.StreamedProject` brings its own store.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from napari_ssseg.annotation import Project
+from napari_ssseg.data.slice_store import SliceStore, StreamedProject
 from napari_ssseg.errors import InputError
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.config import TrainConfig
@@ -19,9 +25,17 @@ def train_model(
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     replica: Replica | None = None,
+    stream: bool | None = None,
 ) -> TrainedModel:
     """Train on ``project`` (warm-starting from ``init`` when its architecture matches);
-    ``replica`` places this process among data-parallel copies (None: the only one)."""
+    ``replica`` places this process among data-parallel copies (None: the only one).
+
+    ``stream``: prepare the slices into a temporary :class:`SliceStore` (deleted when training
+    ends, also on error or cancel) and read batches from it, instead of holding every
+    prepared volume in memory; None streams a project of more than one volume. A
+    :class:`StreamedProject` is always read from its own store. Either way the same seed
+    gives the same weights.
+    """
     init_state = None
     if init is not None:
         if init.config.channels != config.channels or init.num_classes != project.num_classes:
@@ -31,7 +45,14 @@ def train_model(
                 f"{project.num_classes}"
             )
         init_state = init.state_dict
-    result = train(project, config, init_state, on_progress, should_stop, replica=replica)
+    if stream is None:
+        stream = len(project.volumes) > 1
+    if stream and not isinstance(project, StreamedProject):
+        with SliceStore.temporary() as store:
+            streamed = StreamedProject(project.volumes, project.class_names, store)
+            result = train(streamed, config, init_state, on_progress, should_stop, replica=replica)
+    else:
+        result = train(project, config, init_state, on_progress, should_stop, replica=replica)
     summary = {
         "iterations": result.iterations,
         "seconds": round(result.elapsed, 2),

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_ssseg.annotation import AnnotatedVolume, Project, infer_class_names
 from napari_ssseg.errors import AnnotationError
 from napari_ssseg.io.msd import read_msd
 from napari_ssseg.io.nifti import read_labels, read_volume
+
+if TYPE_CHECKING:
+    from napari_ssseg.data.intensity import IntensityConfig
+    from napari_ssseg.data.slice_store import SliceStore, StreamedProject
 
 
 @dataclass
@@ -50,6 +55,22 @@ def build_project(
 def load_project(specs: Sequence[VolumeSpec], class_names: Sequence[str] | None = None) -> Project:
     """Read every volume named in ``specs`` and build a validated project."""
     return build_project([load_annotated_volume(s) for s in specs], class_names)
+
+
+def load_project_streamed(
+    specs: Sequence[VolumeSpec],
+    class_names: Sequence[str] | None,
+    store: SliceStore,
+    size: int,
+    intensity: IntensityConfig,
+) -> StreamedProject:
+    """Like :func:`load_project` for many volumes: each is read, checked, prepared on the
+    (size x size) grid into ``store`` and released before the next is read, so memory holds
+    one volume's voxels at a time (training then reads slices from ``store``)."""
+    from napari_ssseg.data.slice_store import stream_volumes
+
+    volumes = (load_annotated_volume(spec) for spec in specs)
+    return stream_volumes(volumes, class_names, store, size, intensity)
 
 
 def msd_specs(root: str | Path, split: str | None = None) -> tuple[list[VolumeSpec], list[str]]:

@@ -1,9 +1,16 @@
-"""Volumes cut into 2-D slices on the network grid, and the pools training samples from."""
+"""Volumes cut into 2-D slices on the network grid, and the pools training samples from.
+
+A pool's volumes are either prepared in memory (:class:`VolumeSlices`) or, for a project of
+many volumes, read back lazily from a disk store
+(:class:`~napari_ssseg.data.slice_store.StoredSlices`); both offer the
+:class:`PreparedVolume` interface, so the pool and the teachers do not care which.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -13,13 +20,46 @@ from napari_ssseg.data.intensity import IntensityConfig, apply_intensity, intens
 from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.io.volume import Volume
 
+if TYPE_CHECKING:
+    from napari_ssseg.data.slice_store import SliceStore
+
 SliceRef = tuple[int, int]
 """(volume index, slice index) within a :class:`SlicePool`."""
 
 
+class PreparedVolume(Protocol):
+    """One volume on the network grid, wherever its slices are kept.
+
+    Attributes:
+        annotated: (Z,) bool, True for annotated slices.
+        grid: geometry to map network outputs back to the (H, W) source slices.
+    """
+
+    annotated: torch.Tensor
+    grid: SliceGrid
+
+    @property
+    def num_slices(self) -> int:
+        """Z."""
+
+    @property
+    def images(self) -> torch.Tensor:
+        """(Z, S, S) float32 in [0, 1]: the whole volume."""
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """(Z, S, S) int64 class indices (0 where unlabelled): the whole volume."""
+
+    def image_slices(self, picks: Sequence[int]) -> torch.Tensor:
+        """(len(picks), S, S) float32: the slices ``picks`` only."""
+
+    def label_slice(self, index: int) -> torch.Tensor:
+        """(S, S) int64: the labels of slice ``index`` only."""
+
+
 @dataclass
 class VolumeSlices:
-    """One volume on the network grid.
+    """One volume on the network grid, held in memory.
 
     Attributes:
         images: (Z, S, S) float32 in [0, 1]; Z slices along the volume's slice axis.
@@ -32,6 +72,16 @@ class VolumeSlices:
     labels: torch.Tensor
     annotated: torch.Tensor
     grid: SliceGrid
+
+    @property
+    def num_slices(self) -> int:
+        return int(self.images.shape[0])
+
+    def image_slices(self, picks: Sequence[int]) -> torch.Tensor:
+        return self.images[list(picks)]
+
+    def label_slice(self, index: int) -> torch.Tensor:
+        return self.labels[index]
 
 
 CHUNK_VOXELS = 2**20
@@ -49,21 +99,46 @@ def chunk_starts(num_slices: int, slice_shape: tuple[int, int]) -> range:
     return range(0, num_slices, step)
 
 
-def _to_network_by_chunks(
+def network_chunks(
     slices: np.ndarray,
     grid: SliceGrid,
     convert: Callable[[np.ndarray], np.ndarray],
-    dtype: torch.dtype,
     nearest: bool = False,
-) -> torch.Tensor:
-    """(Z, H, W) source slices (any layout) -> (Z, S, S) ``dtype``, ``convert``-ing and
-    resampling one chunk of slices at a time."""
-    out = torch.empty((slices.shape[0], grid.size, grid.size), dtype=dtype)
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(Z, H, W) source slices (any layout) -> (first slice, (n, S, S) chunk on the grid),
+    ``convert``-ing and resampling one chunk of slices at a time; chunks come in order."""
     starts = chunk_starts(slices.shape[0], grid.source_shape)
     for first in starts:
         block = np.ascontiguousarray(convert(slices[first : first + starts.step]))
-        out[first : first + len(block)] = grid.to_network(torch.from_numpy(block), nearest)
-    return out
+        yield first, grid.to_network(torch.from_numpy(block), nearest)
+
+
+def image_chunks(
+    image: Volume, axis: int, size: int, intensity: IntensityConfig
+) -> tuple[SliceGrid, Iterator[tuple[int, torch.Tensor]]]:
+    """The grid of ``image``'s slices along ``axis`` and its normalised float32 chunks on it
+    (see :func:`network_chunks`).
+
+    Beyond one chunk's intermediates nothing the size of the volume is held, except for MRI,
+    whose percentiles are taken over the whole volume once.
+    """
+    transform = intensity_transform(image.data, intensity)
+    slices = np.moveaxis(image.data, axis, 0)
+    grid = SliceGrid((int(slices.shape[1]), int(slices.shape[2])), size)
+    return grid, network_chunks(slices, grid, lambda block: apply_intensity(transform, block))
+
+
+def label_chunks(volume: AnnotatedVolume, grid: SliceGrid) -> Iterator[tuple[int, torch.Tensor]]:
+    """The volume's labels on ``grid`` as int64 chunks (nearest neighbour)."""
+    slices = np.moveaxis(volume.labels, volume.axis, 0)
+    return network_chunks(slices, grid, lambda block: block.astype(np.int64), nearest=True)
+
+
+def annotated_flags(volume: AnnotatedVolume) -> torch.Tensor:
+    """(Z,) bool, True on the volume's annotated slices."""
+    annotated = torch.zeros(volume.num_slices, dtype=torch.bool)
+    annotated[volume.annotated_slices] = True
+    return annotated
 
 
 def prepare_image(
@@ -75,56 +150,84 @@ def prepare_image(
     chunk's intermediates, never a float copy of the whole volume (except for MRI, whose
     percentiles are taken over the whole volume once).
     """
-    transform = intensity_transform(image.data, intensity)
-    slices = np.moveaxis(image.data, axis, 0)
-    grid = SliceGrid((int(slices.shape[1]), int(slices.shape[2])), size)
-    images = _to_network_by_chunks(
-        slices, grid, lambda block: apply_intensity(transform, block), torch.float32
-    )
+    grid, chunks = image_chunks(image, axis, size, intensity)
+    images = torch.empty((image.shape[axis], size, size), dtype=torch.float32)
+    for first, chunk in chunks:
+        images[first : first + len(chunk)] = chunk
     return images, grid
 
 
 def prepare_volume(volume: AnnotatedVolume, size: int, intensity: IntensityConfig) -> VolumeSlices:
-    """Put an annotated volume on the network grid."""
+    """Put an annotated volume on the network grid, in memory."""
     images, grid = prepare_image(volume.image, volume.axis, size, intensity)
-    labels = _to_network_by_chunks(
-        np.moveaxis(volume.labels, volume.axis, 0),
-        grid,
-        lambda block: block.astype(np.int64),
-        torch.int64,
-        nearest=True,
-    )
-    annotated = torch.zeros(volume.num_slices, dtype=torch.bool)
-    annotated[volume.annotated_slices] = True
-    return VolumeSlices(images, labels, annotated, grid)
+    labels = torch.empty_like(images, dtype=torch.int64)
+    for first, chunk in label_chunks(volume, grid):
+        labels[first : first + len(chunk)] = chunk
+    return VolumeSlices(images, labels, annotated_flags(volume), grid)
+
+
+def context_picks(num_slices: int, index: int, context: int) -> list[int]:
+    """Slice ``index`` with ``context`` neighbours each side, clamped to 0..num_slices - 1."""
+    last = num_slices - 1
+    return [min(max(index + d, 0), last) for d in range(-context, context + 1)]
 
 
 def stack_context(images: torch.Tensor, index: int, context: int) -> torch.Tensor:
     """(2*context + 1, S, S): slice ``index`` with ``context`` neighbours each side (clamped)."""
-    last = images.shape[0] - 1
-    picks = [min(max(index + d, 0), last) for d in range(-context, context + 1)]
-    return images[picks]
+    return images[context_picks(images.shape[0], index, context)]
 
 
 class SlicePool:
-    """All slices of a project, split into annotated (labelled) and unlabelled references."""
+    """All slices of a project, split into annotated (labelled) and unlabelled references.
 
-    def __init__(self, project: Project, size: int, intensity: IntensityConfig, context: int = 0):
+    Each volume is prepared once. Without a store the prepared volumes are held in memory;
+    with one (``store``, or the store of a
+    :class:`~napari_ssseg.data.slice_store.StreamedProject`) they are written to disk and
+    :meth:`inputs` and :meth:`targets` read only the slices asked for.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        size: int,
+        intensity: IntensityConfig,
+        context: int = 0,
+        store: SliceStore | None = None,
+    ):
+        from napari_ssseg.data.slice_store import StreamedProject
+
+        if store is None and isinstance(project, StreamedProject):
+            store = project.store
         self.context = context
+        self.size = size
         self.num_classes = project.num_classes
-        self.volumes = [prepare_volume(v, size, intensity) for v in project.volumes]
+        self.volumes: list[PreparedVolume]
+        if store is None:
+            self.volumes = [prepare_volume(v, size, intensity) for v in project.volumes]
+        else:
+            self.volumes = [store.slices(v, size, intensity) for v in project.volumes]
         self.labelled: list[SliceRef] = []
         self.unlabelled: list[SliceRef] = []
         for v, prepared in enumerate(self.volumes):
             for z, is_annotated in enumerate(prepared.annotated.tolist()):
                 (self.labelled if is_annotated else self.unlabelled).append((v, z))
 
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """(S, S), the side of every prepared slice."""
+        return (self.size, self.size)
+
     def inputs(self, refs: list[SliceRef]) -> torch.Tensor:
         """(B, 2*context + 1, S, S) network inputs for ``refs``."""
         return torch.stack(
-            [stack_context(self.volumes[v].images, z, self.context) for v, z in refs]
+            [
+                self.volumes[v].image_slices(
+                    context_picks(self.volumes[v].num_slices, z, self.context)
+                )
+                for v, z in refs
+            ]
         )
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
         """(B, 1, S, S) int64 labels for ``refs``."""
-        return torch.stack([self.volumes[v].labels[z][None] for v, z in refs])
+        return torch.stack([self.volumes[v].label_slice(z)[None] for v, z in refs])

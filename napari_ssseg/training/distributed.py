@@ -7,8 +7,11 @@ copy draws its own slices, and the copies agree on progress and stopping before 
 Since the weights are identical on every copy after each step, so is the EMA teacher updated
 from them; the foundation models' embedding cache is keyed by slice content and written
 atomically, so copies sharing a folder read each other's embeddings and copies on other
-nodes compute the same ones. Rank 0 reports progress and hands back the trained model through
-a small actor, so neither a checkpoint nor a shared file system is needed.
+nodes compute the same ones. Each copy prepares the slices into its own temporary disk store
+(:mod:`napari_ssseg.data.slice_store`, deleted when it ends) and reads its batches from there,
+so copies sharing a node do not each hold every prepared volume in memory. Rank 0 reports
+progress and hands back the trained model through a small actor, so neither a checkpoint nor
+a shared file system is needed.
 
 Ray is imported inside the functions: importing this module does not need Ray.
 """
@@ -128,6 +131,7 @@ def _worker_loop(settings: dict[str, Any]) -> None:
             on_progress=settings["on_progress"] if reporting else None,
             should_stop=settings["should_stop"] if reporting else None,
             replica=replica,
+            stream=True,  # every worker on a node would hold its own prepared copy
         )
         if reporting:
             ray.get(box.set_model.remote(model))

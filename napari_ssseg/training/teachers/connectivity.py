@@ -66,7 +66,7 @@ class ConnectivityTeacher(Teacher):
         predicted = predict_slices(
             lambda batch: student(batch).argmax(dim=1),
             self.pool,
-            [(v, z) for z in range(prepared.images.shape[0])],
+            [(v, z) for z in range(prepared.num_slices)],
             self.device,
         )
         # As at inference, the user's labels replace the prediction on annotated slices.
@@ -88,6 +88,6 @@ class ConnectivityTeacher(Teacher):
         for ref in refs:
             target = self._targets.get(ref)
             if target is None:
-                target = blank_target(self.num_classes, self.pool.volumes[0].images.shape[1:])
+                target = blank_target(self.num_classes, self.pool.slice_shape)
             out.append(target)
         return torch.stack(out)

@@ -85,7 +85,7 @@ class CurriculumTeacher(Teacher):
         prob = predict_slices(  # (Z, K, S, S)
             lambda batch: mc_dropout_probs(self.model.module, batch, self.config.teacher_passes),
             self.pool,
-            [(v, z) for z in range(prepared.images.shape[0])],
+            [(v, z) for z in range(prepared.num_slices)],
             self.device,
         )
         confidence = 1.0 - normalised_entropy(prob)  # (Z, S, S)

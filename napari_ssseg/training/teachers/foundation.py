@@ -173,7 +173,7 @@ class SamTeacher(Teacher):
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
         """Slices without a foundation-model answer get confidence 0."""
-        size = self.pool.volumes[0].images.shape[1:]
+        size = self.pool.slice_shape
         out = []
         for ref in refs:
             target = self._targets.get(ref)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
 TRAINING_METHODS = ("unet", "mt", "shape", "connect", "ssl", "sc-sam", "curriculum")
 """The keys of ``training.config.METHODS``, repeated so ``--help`` needs no torch import."""
+DEFAULT_METHOD = "ssl"
+"""``TrainConfig.method``'s default, repeated for the same reason (a test keeps them equal)."""
 MAX_LISTED_SLICES = 100_000
 """More slice indices than any volume has (NIfTI-1 axes stop at 32767): a longer list or range
 is a typo, refused before it fills the memory."""
@@ -176,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
     train.add_argument("--split", help="split of --data's dataset.json to use")
     train.add_argument("--classes", help="comma-separated class names for labels 1..C")
-    train.add_argument("--method", choices=TRAINING_METHODS, default="unet")
+    train.add_argument(
+        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
+    )
     train.add_argument("--init", type=Path, help="warm-start from this model folder")
     train.add_argument("--config", type=Path, help="JSON file of training settings")
     _add_training_options(train)
@@ -199,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", choices=("ct", "mr"), default="ct")
     demo.add_argument("--organ", default="liver")
     demo.add_argument("--k", type=int, default=4, help="annotated slices to reveal")
-    demo.add_argument("--method", choices=TRAINING_METHODS, default="unet")
+    demo.add_argument(
+        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
+    )
     _add_training_options(demo)
     demo.set_defaults(max_time=60.0)
 
@@ -218,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _training_config(args: argparse.Namespace, method: str):
+def _training_config(args: argparse.Namespace, method: str | None):
     import json
 
     from napari_ssseg.training.config import TrainConfig
@@ -232,7 +238,8 @@ def _training_config(args: argparse.Namespace, method: str):
             raise CliError(f"{config_path}: cannot read the training settings ({error})") from None
         if not isinstance(values, dict):
             raise CliError(f"{config_path}: training settings must be a JSON object")
-    values.setdefault("method", method)
+    if method is not None:
+        values.setdefault("method", method)
     values["seed"] = args.seed
     values["device"] = args.device
     if args.max_time is not None:

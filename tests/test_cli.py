@@ -201,3 +201,7 @@ def test_cli_method_choices_match_the_presets():
     from napari_ssseg.training.config import METHODS
 
     assert tuple(METHODS) == TRAINING_METHODS
+    from napari_ssseg.cli import DEFAULT_METHOD
+    from napari_ssseg.training.config import TrainConfig
+
+    assert TrainConfig().method == DEFAULT_METHOD

@@ -46,7 +46,8 @@ def intensity_transform(data: np.ndarray, config: IntensityConfig) -> Transform:
     if modality == "mr":
         # The same percentiles ScaleIntensityRangePercentiles would take of the whole volume
         # (MONAI's own percentile on the same float32 values), fixed once.
-        volume = torch.from_numpy(np.asarray(data, dtype=np.float32))
+        # A read-only map (a streamed volume) is copied: torch refuses to share one silently.
+        volume = torch.from_numpy(np.require(data, np.float32, ["W"]))
         low, high = (percentile(volume, q) for q in config.mr_percentiles)
         return ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
     raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")

@@ -863,7 +863,7 @@ CLI_CASES = [
         "cli-every-slice-annotated",
         "cli",
         "labels on every slice, method unet",
-        train(labels=_all_slices()),
+        train("--method", "unet", labels=_all_slices()),
         None,
         "",
         "a fully labelled volume is ordinary supervised training",

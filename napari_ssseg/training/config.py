@@ -73,7 +73,10 @@ class TrainConfig:
     threshold_start: float = 0.5
     threshold_end: float = 0.8
     shape_weight: float = 1.0
-    shape_start: float = 0.0
+    # The shape teacher waits for half the run like the mean teacher: a U-Net first fitted to
+    # the labelled slices alone keeps a small structure (ACDC's end-systolic LV) that early
+    # low-confidence interpolated targets otherwise wash out (engine_v3 benchmark, README).
+    shape_start: float = 0.5
     shape_margin_mm: float = 2.0
     shape_range_mm: float = 10.0
     # Teach background on slices well beyond the outermost labelled slice (shape.py).

@@ -9,6 +9,8 @@ machine's own network address.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -16,51 +18,22 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# On a loaded machine a Ray worker can take more than Ray's default 60 s to start.
+os.environ.setdefault("RAY_worker_register_timeout_seconds", "600")
 
 from napari_ssseg.errors import InputError  # noqa: E402
 from napari_ssseg.runner import ProgressEvent, RunStatus, StatusEvent  # noqa: E402
 from napari_ssseg.runner.job import TrainingJob, VolumeInput  # noqa: E402
 from napari_ssseg.runner.ray_runner import RayRunner  # noqa: E402
 from tests.conftest import synthetic_case, synthetic_job, write_nifti  # noqa: E402
-
-LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
-
-
-def listening_addresses() -> list[str]:
-    """Local addresses of every listening TCP socket in this network namespace."""
-    found = []
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] != LISTEN:
-                continue
-            address = fields[1].split(":")[0]
-            assert len(address) == width
-            # /proc writes each 32-bit word in host (little-endian) byte order.
-            words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, width, 8)]
-            raw = b"".join(words)
-            if width == 8:
-                found.append(".".join(str(b) for b in raw))
-            else:
-                found.append(":".join(raw[i : i + 2].hex() for i in range(0, 16, 2)))
-    return found
-
-
-def interfaces() -> list[str]:
-    """Network interfaces of this namespace (/proc/net/dev is per namespace; /sys/class/net
-    shows the namespace sysfs was mounted in)."""
-    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
-    return sorted(line.split(":")[0].strip() for line in lines)
+from tests.ray_namespace import interfaces, listening_addresses  # noqa: E402
 
 
 def sample_job(folder: Path, **config) -> TrainingJob:
@@ -235,12 +208,137 @@ def scenario_predict_folder(folder: Path) -> dict:
     }
 
 
+class SamRecorder:
+    """An actor collecting what each training worker's foundation teacher held."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+
+    def record(self, entry: dict) -> None:
+        self.entries.append(entry)
+
+    def seen(self) -> list[dict]:
+        return self.entries
+
+
+def tensor_digest(tensors) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def teacher_state(teacher: Any) -> dict:
+    """Digests of a foundation teacher's adapters and targets, and its embedding counts."""
+    adapters = [p for _, p in sorted(teacher.backend.named_parameters()) if p.requires_grad]
+    refs = sorted(teacher._targets)
+    return {
+        "adapters": tensor_digest(adapters),
+        "targets": tensor_digest(teacher._targets[ref] for ref in refs),
+        "target_slices": [list(ref) for ref in refs],
+        "embedded": teacher.cache.misses,
+        "received": teacher.embeddings_received,
+    }
+
+
+@dataclasses.dataclass
+class ObservedSamLoad:
+    """``load`` for the training workers: the job with an embedding cache folder per worker
+    (as on nodes without a shared file system), and the foundation teacher's ``prepare``
+    wrapped to report the teacher's state after every refresh."""
+
+    inputs: Any
+    cache_root: str
+    recorder: Any
+
+    def __call__(self) -> Any:
+        import ray
+        import ray.train
+
+        from napari_ssseg.training.distributed import TrainingInputs
+        from napari_ssseg.training.teachers import foundation
+
+        rank = ray.train.get_context().get_world_rank()
+        recorder, original = self.recorder, foundation.SamTeacher.prepare
+
+        def observed(teacher, student, iteration, fraction):
+            before = teacher_state(teacher)["adapters"]
+            original(teacher, student, iteration, fraction)
+            if teacher.refreshed == iteration:  # refreshed (and tuned) just now
+                entry = {"rank": rank, "iteration": iteration, "adapters_before": before}
+                ray.get(recorder.record.remote(entry | teacher_state(teacher)))
+
+        foundation.SamTeacher.prepare = observed
+        cache = str(Path(self.cache_root) / f"rank{rank}")
+        config = dataclasses.replace(self.inputs.config, embedding_cache=cache)
+        return TrainingInputs(self.inputs.project, config, self.inputs.init, threads=1)
+
+
+@dataclasses.dataclass
+class LossNames:
+    """``on_progress`` for rank 0: the names of the reported loss terms, to the recorder."""
+
+    recorder: Any
+
+    def __call__(self, snapshot: Any) -> None:
+        import ray
+
+        entry = {"rank": "progress", "iteration": snapshot.iteration}
+        ray.get(self.recorder.record.remote(entry | {"losses": sorted(snapshot.losses)}))
+
+
+def scenario_sc_sam(folder: Path) -> dict:
+    """sc-sam (real LiteMedSAM) on 2 workers, each with its own embedding cache folder,
+    warm-started from a small U-Net so the student prompts from the first refresh."""
+    import ray
+    import torch
+
+    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.training.distributed import TrainingInputs, train_data_parallel
+
+    torch.set_num_threads(1)
+    warm = synthetic_job(folder / "warm", max_iters=40, seed=1)
+    init = train_model(warm.project(), warm.train_config())
+    job = synthetic_job(
+        folder / "model",
+        method="sc-sam",
+        max_iters=10,
+        ssl_start=0.0,
+        sam_slices=2,
+        sam_refresh=4,
+        sam_tune_steps=2,
+        seed=1,
+    )
+    recorder = ray.remote(num_cpus=0)(SamRecorder).remote()
+    inputs = TrainingInputs(job.project(), job.train_config(), init)
+    start = time.monotonic()
+    model = train_data_parallel(
+        ObservedSamLoad(inputs, str(folder / "embeddings"), recorder),
+        workers=2,
+        on_progress=LossNames(recorder),
+    )
+    seen: dict = {"seconds": round(time.monotonic() - start, 1)}
+    entries = ray.get(recorder.seen.remote())
+    ray.kill(recorder)
+    caches = {}
+    for rank in (0, 1):
+        files = sorted((folder / "embeddings" / f"rank{rank}").glob("*.safetensors"))
+        caches[rank] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
+    return seen | {
+        "model_iterations": model.summary["iterations"],
+        "refreshes": {str(rank): [e for e in entries if e["rank"] == rank] for rank in (0, 1)},
+        "loss_names": sorted({n for e in entries if e["rank"] == "progress" for n in e["losses"]}),
+        "cache_files": {str(rank): caches[rank] for rank in (0, 1)},
+    }
+
+
 SCENARIOS: dict[str, Callable[[Path], dict]] = {
     "train_predict": scenario_train_predict,
     "single_worker_matches_local": scenario_single_worker_matches_local,
     "cancel": scenario_cancel,
     "worker_error": scenario_worker_error,
     "predict_folder": scenario_predict_folder,
+    "sc_sam": scenario_sc_sam,
 }
 
 

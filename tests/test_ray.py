@@ -1,9 +1,12 @@
-"""The Ray back-end on a private 2-CPU Ray cluster inside a loopback-only network namespace.
+"""The Ray back-end on private 2-CPU Ray clusters inside loopback-only network namespaces.
 
-Every scenario runs in one subprocess (``tests/ray_scenarios.py``) started under
-``unshare -n``: its only network interface is loopback, so Ray cannot reach any other
-address (outside such a namespace Ray also talks over the machine's own address). Skipped
-with the reason when Ray is not installed or ``unshare -n`` is not permitted.
+The scenarios run in two subprocesses started under ``unshare -n``, whose only network
+interface is loopback, so Ray cannot reach any other address (outside such a namespace Ray
+also talks over the machine's own address): ``tests/ray_scenarios.py`` on a cluster the
+runner starts itself, ``tests/ray_cluster_scenarios.py`` on a head node started apart
+(``ray start --head``) that the dock widget and the command line (through Ray Client,
+``ray://``) connect to. Skipped with the reason when Ray is not installed or ``unshare -n``
+is not permitted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "tests" / "ray_scenarios.py"
+CLUSTER_SCENARIOS = ROOT / "tests" / "ray_cluster_scenarios.py"
 LOOPBACK = {
     "127.0.0.1",
     "0000:0000:0000:0000:0000:ffff:7f00:0001",  # 127.0.0.1 as an IPv6-mapped address
@@ -57,15 +61,13 @@ def _namespace() -> tuple[list[str] | None, str]:
     return None, "no loopback-only network namespace is permitted here (" + "; ".join(errors) + ")"
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    """Run every scenario once in the namespace; their observations, by scenario."""
+def run_scenarios(script: Path, out: Path) -> dict:
+    """Run a scenario script in a new loopback-only namespace; what it observed."""
     unshare, reason = _namespace()
     if unshare is None:
         pytest.skip(reason)
-    out = tmp_path_factory.mktemp("ray") / "report.json"
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
-    command = f"exec {sys.executable} {SCENARIOS} {out}"
+    command = f"exec {sys.executable} {script} {out}"
     start = time.monotonic()
     done = subprocess.run(
         loopback_namespace_command(command, unshare),
@@ -75,9 +77,23 @@ def report(tmp_path_factory) -> dict:
         timeout=SCENARIO_TIMEOUT_S,
         cwd=ROOT,
     )
-    print(f"ray scenarios took {time.monotonic() - start:.0f} s")
+    print(f"{script.name} took {time.monotonic() - start:.0f} s")
     assert done.returncode == 0 and out.is_file(), done.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    """Run every scenario once in the namespace; their observations, by scenario."""
+    return run_scenarios(SCENARIOS, tmp_path_factory.mktemp("ray") / "report.json")
+
+
+@pytest.fixture(scope="module")
+def cluster_report(tmp_path_factory) -> dict:
+    """The scenarios against a separately started head node, by scenario."""
+    found = run_scenarios(CLUSTER_SCENARIOS, tmp_path_factory.mktemp("head") / "report.json")
+    assert "head_failed" not in found, found["head_failed"]
+    return found
 
 
 def scenario(report: dict, name: str) -> dict:
@@ -139,3 +155,53 @@ def test_a_folder_is_predicted_by_parallel_tasks_and_a_bad_file_is_named(report)
     assert seen["written"] == expected
     assert seen["reported"] == ["vol_0", "vol_1", "vol_2"]
     assert "broken.nii.gz" in seen["error"] and "\n" not in seen["error"]
+
+
+def test_two_sc_sam_workers_keep_embeddings_targets_and_adapters_identical(report):
+    """sc-sam on 2 workers with the real LiteMedSAM, each worker with its own embedding cache
+    folder (as on nodes without a shared file system)."""
+    seen = scenario(report, "sc_sam")
+    assert seen["model_iterations"] == 10
+    assert "sam" in seen["loss_names"]  # the teacher's term reached the student
+    first, second = seen["refreshes"]["0"], seen["refreshes"]["1"]
+    assert [e["iteration"] for e in first] == [e["iteration"] for e in second] == [0, 4, 8]
+    for mine, theirs in zip(first, second, strict=True):
+        # Identical LoRA adapters and targets on both workers after every refresh.
+        assert mine["adapters"] == theirs["adapters"], (mine, theirs)
+        assert mine["targets"] == theirs["targets"]
+        assert mine["target_slices"] == theirs["target_slices"]
+    assert first[0]["target_slices"], "the teacher made no target"
+    assert first[0]["adapters"] != first[0]["adapters_before"], "the adapters were not tuned"
+    # Both caches hold the same embeddings, byte for byte; each slice was embedded once in
+    # all, by one worker, and received by the other.
+    caches = seen["cache_files"]
+    assert caches["0"] == caches["1"] and len(caches["0"]) >= 3
+    made = {rank: seen["refreshes"][rank][-1]["embedded"] for rank in ("0", "1")}
+    received = {rank: seen["refreshes"][rank][-1]["received"] for rank in ("0", "1")}
+    assert made["0"] > 0 and made["1"] > 0
+    assert made["0"] + made["1"] == len(caches["0"])
+    assert received["0"] == made["1"] and received["1"] == made["0"]
+
+
+def test_a_separately_started_head_listens_only_on_loopback(cluster_report):
+    assert cluster_report["interfaces"] == ["lo"]
+    assert cluster_report["listening_with_ray"]
+    assert set(cluster_report["listening_with_ray"]) <= LOOPBACK
+
+
+def test_the_dock_trains_on_a_running_cluster_and_cancels(cluster_report):
+    """tests/ray_widget_cases.py: Cluster address and 2 workers in the dock, progress, loss
+    curve and result layers arrive, and Cancel stops a running job (its assertions)."""
+    seen = scenario(cluster_report, "widget")
+    assert seen["returncode"] == 0, seen["output"]
+    assert "1 passed" in seen["output"], seen["output"]
+    assert max(seen["train_steps_reported"]) == 20
+    assert seen["cancel_seconds"] < 10.0
+
+
+def test_the_command_line_trains_sc_sam_on_two_workers_through_ray_client(cluster_report):
+    """``napari-ssseg train --method sc-sam --workers 2 --ray-address ray://127.0.0.1:PORT``."""
+    seen = scenario(cluster_report, "client")
+    assert seen["returncode"] == 0, seen["output"]
+    assert seen["method"] == "sc-sam" and seen["iterations"] == 6
+    assert "6 steps on 2 worker(s)" in seen["output"]

@@ -58,6 +58,10 @@ class EmbeddingCache:
     def _path(self, key: str) -> Path:
         return self.root / f"{key}{SUFFIX}"
 
+    def has(self, key: str) -> bool:
+        """Whether an embedding is stored under ``key`` (not counted as a hit or a miss)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> torch.Tensor | None:
         """The stored embedding (256, 64, 64) or None; an unreadable file counts as a miss."""
         path = self._path(key)

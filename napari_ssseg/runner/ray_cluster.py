@@ -23,6 +23,15 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 
 INSTALL_HINT = "install it with: pip install 'napari-ssseg[cluster]'"
 
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+TOKEN_HINT = (
+    f" (if the cluster uses token authentication, Ray's default, set {AUTH_MODE_VARIABLE}=token "
+    "here; see docs/cluster.md)"
+)
+"""Ray turns token authentication on by itself only for a cluster it finds without an
+address: to a given address (``host:port`` or ``ray://``) it sends the token only with
+``RAY_AUTH_MODE=token``, and without it fails after retrying, saying nothing of tokens."""
+
 REACH_TIMEOUT_S = 5.0
 """How long to try a TCP connection to a given cluster address before giving up: ``ray.init``
 itself keeps retrying an address nobody listens on for minutes."""
@@ -81,8 +90,14 @@ def connect(settings: ClusterSettings) -> bool:
             ray.init(address=settings.address, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = settings.address or "a local cluster"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClusterError(f"cannot reach the Ray cluster at {where}: {first}") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        first = lines[0] if lines else type(error).__name__
+        if first.endswith(":") and len(lines) > 1:  # "Initialization failure from server:"
+            first = f"{first} {lines[1]}"
+        hint = ""
+        if settings.address is not None and AUTH_MODE_VARIABLE not in os.environ:
+            hint = TOKEN_HINT
+        raise ClusterError(f"cannot reach the Ray cluster at {where}: {first}{hint}") from None
     return False
 
 

@@ -5,9 +5,11 @@
 :class:`TorchReplica`: gradients are averaged by DDP (gloo on the CPU, NCCL on GPUs), every
 copy draws its own slices, and the copies agree on progress and stopping before each step.
 Since the weights are identical on every copy after each step, so is the EMA teacher updated
-from them; the foundation models' embedding cache is keyed by slice content and written
-atomically, so copies sharing a folder read each other's embeddings and copies on other
-nodes compute the same ones. Each copy prepares the slices into its own temporary disk store
+from them. The foundation teacher (method ``sc-sam``) keeps its own state identical through
+the same process group (:mod:`napari_ssseg.training.peers`): each slice's embedding is made
+once, by one copy, and sent to every copy's cache; each copy computes its share of the
+foundation model's targets and they are exchanged; the LoRA adapters start from rank 0's and
+their gradients are averaged. Each copy prepares the slices into its own temporary disk store
 (:mod:`napari_ssseg.data.slice_store`, deleted when it ends) and reads its batches from there,
 so copies sharing a node do not each hold every prepared volume in memory. Rank 0 reports
 progress and hands back the trained model through a small actor, so neither a checkpoint nor
@@ -32,10 +34,6 @@ from napari_ssseg.pipeline import train_model
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.loop import TrainProgress
 from napari_ssseg.training.replica import Replica
-
-NOT_DATA_PARALLEL = ("sam",)
-"""Teachers whose state is not kept identical across copies yet (the SAM teacher tunes its
-LoRA adapters on each copy's own slices)."""
 
 
 @dataclass
@@ -93,16 +91,10 @@ class TorchReplica(Replica):
 
 
 def check_data_parallel(config: TrainConfig, workers: int) -> None:
-    """Refuse settings data-parallel training cannot honour, naming them."""
+    """Refuse settings data-parallel training cannot honour, naming them (every method's
+    teachers are kept in step across workers, so only the worker count is checked)."""
     if workers < 1:
         raise SsSegError(f"workers must be at least 1, not {workers}")
-    unsupported = [t for t in config.teachers if t in NOT_DATA_PARALLEL]
-    if workers > 1 and unsupported:
-        raise SsSegError(
-            f"method {config.method!r} cannot train on {workers} workers yet (its "
-            f"{', '.join(unsupported)} teacher is not kept in step across workers); "
-            "use --workers 1"
-        )
 
 
 def _worker_loop(settings: dict[str, Any]) -> None:

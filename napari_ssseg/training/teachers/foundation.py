@@ -16,6 +16,18 @@ adapters (peft) that learn, at every refresh, for ``sam_tune_steps`` steps: from
 labels on annotated slices (box of each labelled class -> mask, Dice + BCE) and, with the
 ramp-up, from the student's pseudo-labels on the refreshed slices. The image encoder stays
 frozen, so cached embeddings remain valid.
+
+Data-parallel training (one copy of the teacher per worker, :mod:`~napari_ssseg.training.peers`)
+keeps every copy's state identical without a shared file system:
+
+- embeddings: before each refresh the copies compare which of the slices about to be used
+  (the refreshed ones and the labelled ones the adapters learn from) their own caches hold;
+  a slice some copy holds is read there, the slices nobody holds are dealt out and embedded
+  once each, and every embedding goes to every copy's cache, so all caches hold the same
+  bytes and no slice goes through the encoder twice;
+- targets: each copy computes the targets of its share of the refreshed slices and hands
+  them to the others, so every copy trains the student toward the same targets;
+- adapters: see :class:`_DecoderTuner` (gradients averaged over the copies).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from napari_ssseg.data.intensity import normalise_intensity
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
+from napari_ssseg.training.peers import NOBODY, Peers, assign_owners, default_peers
 from napari_ssseg.training.teachers.base import (
     Teacher,
     blank_target,
@@ -68,6 +81,7 @@ class SamTeacher(Teacher):
         device: torch.device,
         backend=None,
         cache=None,
+        peers: Peers | None = None,
     ):
         self.pool = pool
         self.config = config
@@ -76,6 +90,8 @@ class SamTeacher(Teacher):
         self.num_classes = project.num_classes + 1
         self.backend = backend if backend is not None else load_backend(config)
         self.cache = cache if cache is not None else embedding_cache(config)
+        self.peers = peers if peers is not None else default_peers()
+        self.embeddings_received = 0  # embeddings other copies made for this copy's cache
         self.use_points = "point" in self.backend.card.trained_prompts
         # Source-resolution slices in [0, 1] of the volumes with something to propagate.
         self.sources: dict[int, np.ndarray] = {}
@@ -116,16 +132,63 @@ class SamTeacher(Teacher):
             probs = torch.softmax(student(self.pool.inputs(refs).to(self.device)), dim=1).cpu()
         finally:
             student.train(was_training)
+        if self.peers.world_size > 1:
+            labelled = [] if self.tuner is None else [(v, z) for v, z, _ in self.tuner.labelled]
+            self._share_embeddings(refs + labelled)
         if self.tuner is not None:
             self.tuner.step(refs, probs, fraction)
-        for ref, prob in zip(refs, probs, strict=True):
-            target = self._slice_target(ref, prob)
+        for ref, target in zip(refs, self._refreshed_targets(refs, probs), strict=True):
             if target is not None:
                 self._targets[ref] = target
             else:
                 self._targets.pop(ref, None)
         self.refreshed = iteration
         self.version += 1
+
+    def _share_embeddings(self, refs: list[SliceRef]) -> None:
+        """Put the embeddings of ``refs`` into every copy's cache, each made only once."""
+        from napari_ssseg.foundation.embedding_cache import embed_slices
+
+        images: dict[str, np.ndarray] = {}  # one slice per key: equal slices embed once
+        for v, z in refs:
+            image = self.sources[v][z]
+            images.setdefault(
+                self.cache.key(image, self.backend.cache_id, self.backend.input_size), image
+            )
+        keys = list(images)
+        owners = assign_owners(self.peers.gather_flags([self.cache.has(k) for k in keys]))
+        mine = [i for i, owner in enumerate(owners) if owner == self.peers.rank]
+        made: dict[int, torch.Tensor] = {}
+        if mine:  # read from this copy's cache, or embedded here and cached
+            embeddings, _ = embed_slices(self.backend, [images[keys[i]] for i in mine], self.cache)
+            made = dict(zip(mine, embeddings.cpu(), strict=True))
+
+        def receive(i: int, embedding: torch.Tensor) -> None:
+            if not self.cache.has(keys[i]):  # copies on one machine may share the folder
+                self.cache.put(keys[i], embedding)
+            self.embeddings_received += 1
+
+        self.peers.exchange(owners, made.__getitem__, receive, self.backend.card.embedding_shape)
+
+    def _refreshed_targets(
+        self, refs: list[SliceRef], probs: torch.Tensor
+    ) -> list[torch.Tensor | None]:
+        """Each ref's target (see :meth:`_slice_target`); with several copies each computes
+        every W-th one and they exchange them."""
+        if self.peers.world_size == 1:
+            return [self._slice_target(ref, prob) for ref, prob in zip(refs, probs, strict=True)]
+        world, rank = self.peers.world_size, self.peers.rank
+        owners = [i % world for i in range(len(refs))]
+        made = {
+            i: target
+            for i in range(len(refs))
+            if owners[i] == rank and (target := self._slice_target(refs[i], probs[i])) is not None
+        }
+        answered = self.peers.gather_flags([i in made for i in range(len(refs))])
+        owners = [owner if answered[owner, i] else NOBODY for i, owner in enumerate(owners)]
+        shape = (self.num_classes + 1, self.pool.size, self.pool.size)  # (K + 1, S, S)
+        self.peers.exchange(owners, made.__getitem__, made.__setitem__, shape)
+        return [made.get(i) for i in range(len(refs))]
 
     def _slice_target(self, ref: SliceRef, prob: torch.Tensor) -> torch.Tensor | None:
         """(K + 1, S, S) target for one slice from the student's (K, S, S) probabilities,
@@ -184,17 +247,28 @@ class SamTeacher(Teacher):
 
 
 class _DecoderTuner:
-    """LoRA tuning of the foundation model's decoder from labels and the student's masks."""
+    """LoRA tuning of the foundation model's decoder from labels and the student's masks.
+
+    With several copies (data-parallel training) each copy draws its own slices (its own
+    random stream, as the student's batches do) and the adapters' gradients are averaged
+    over the copies before every step, starting from rank 0's adapters: every copy then takes
+    the same steps from the same weights, so the adapters stay identical by construction
+    (on nodes with different CPUs or libraries too, where tuning every copy on the same data
+    would drift apart through rounding), and W copies tune on W times the slices per step at
+    the cost of one all-reduce of the few adapter weights.
+    """
 
     def __init__(self, teacher: SamTeacher, project: Project, config: TrainConfig):
         from napari_ssseg.foundation.lora import add_lora
 
         self.teacher = teacher
         self.config = config
+        self.peers = teacher.peers
         count = add_lora(teacher.backend, rank=config.sam_lora_rank)
         self.trainable_parameters = count
-        params = [p for p in teacher.backend.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.sam_lr)
+        self.parameters = [p for p in teacher.backend.parameters() if p.requires_grad]
+        self.peers.broadcast(self.parameters)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.sam_lr)
         # The user's labels on annotated slices of the volumes the teacher works on, (H, W).
         self.labelled: list[tuple[int, int, np.ndarray]] = []
         for v in teacher.sources:
@@ -203,8 +277,9 @@ class _DecoderTuner:
             for z in volume.annotated_slices:
                 if labels[z].any():
                     self.labelled.append((v, z, labels[z]))
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(self.peers.seed(config.seed))
 
+    @torch.enable_grad()  # called from SamTeacher.prepare, which runs under no_grad
     def step(self, refs: list[SliceRef], probs: torch.Tensor, fraction: float) -> None:
         """``sam_tune_steps`` optimiser steps: one labelled slice each, plus (ramped) one of
         the refreshed slices with the student's argmax as the target."""
@@ -224,9 +299,11 @@ class _DecoderTuner:
                     grid = self.teacher.pool.volumes[v].grid
                     pseudo = grid.to_source(probs[i][None])[0].argmax(dim=0).numpy()
                     total = total + ramp * self._mask_loss(v, z, pseudo)
+                self.optimizer.zero_grad(set_to_none=True)
                 if total.requires_grad:
-                    self.optimizer.zero_grad(set_to_none=True)
                     total.backward()
+                # Every copy calls this, with or without a loss of its own (a collective).
+                if self.peers.average_gradients(self.parameters):
                     self.optimizer.step()
         finally:
             self.teacher.backend.eval()

@@ -56,6 +56,17 @@ def case_files(tmp_path: Path) -> tuple[Path, Path]:
 TINY_TRAINING = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
 """Settings of a training job that takes seconds (tests of runners, faults, Ray)."""
 
+TINY_CLI_CONFIG = {
+    "image_size": 32,
+    "channels": [8, 16, 32],
+    "batch_size": 2,
+    "unlabelled_batch_size": 1,
+    "teacher_cache": 4,
+    "inference_passes": 2,
+}
+"""A ``--config`` file's settings small enough for a few CPU seconds of train + predict
+through the CLI."""
+
 
 def synthetic_job(model_dir: Path, annotated=(4, 8, 12), probes=(), threads=None, **config):
     """A :class:`TrainingJob` on :func:`synthetic_case` with ``TINY_TRAINING`` settings

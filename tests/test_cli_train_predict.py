@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 
 from napari_ssseg.cli import main
-from tests.conftest import synthetic_case, write_nifti
-
-SMALL = {
-    "image_size": 32,
-    "channels": [8, 16, 32],
-    "batch_size": 2,
-    "unlabelled_batch_size": 1,
-    "teacher_cache": 4,
-    "inference_passes": 2,
-}
+from tests.conftest import TINY_CLI_CONFIG, synthetic_case, write_nifti
 
 
 @pytest.mark.slow
@@ -29,7 +20,7 @@ def test_train_then_predict_writes_outputs_on_source_grid(tmp_path, capsys):
     image_path = write_nifti(tmp_path / "case.nii.gz", image, affine)
     labels_path = write_nifti(tmp_path / "case_lab.nii.gz", labels.astype(np.uint8), affine)
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps(SMALL))
+    settings.write_text(json.dumps(TINY_CLI_CONFIG))
     model_dir = tmp_path / "model"
 
     code = main(

@@ -19,17 +19,7 @@ from napari_ssseg.model_store import load_model, save_model
 from napari_ssseg.pipeline import train_model
 from napari_ssseg.sample_data import load_sample
 from napari_ssseg.training.config import TrainConfig
-from tests.conftest import synthetic_case, write_nifti
-
-# A network small enough for a few CPU seconds of train + predict through the CLI.
-TINY_CLI_CONFIG = {
-    "image_size": 32,
-    "channels": [8, 16, 32],
-    "batch_size": 2,
-    "unlabelled_batch_size": 1,
-    "teacher_cache": 4,
-    "inference_passes": 2,
-}
+from tests.conftest import TINY_CLI_CONFIG, synthetic_case, write_nifti
 
 # Liver on the 122 x 101 x 30 CT sample, 4 revealed slices, 150 steps at 64 px.
 LIVER_DICE_FLOOR = 0.75

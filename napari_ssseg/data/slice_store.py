@@ -36,10 +36,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +51,7 @@ from napari_ssseg.data.intensity import IntensityConfig
 from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.data.slices import annotated_flags, image_chunks, label_chunks
 from napari_ssseg.data.stored_volume import StoredVolume, content_digest, open_readonly
+from napari_ssseg.data.whole_folder import folder_written_whole
 from napari_ssseg.errors import SsSegError
 
 FORMAT = 1
@@ -193,10 +192,15 @@ class SliceStore:
     def _write_slices(
         self, volume: AnnotatedVolume, size: int, intensity: IntensityConfig, folder: Path
     ) -> None:
-        partial = folder.with_name(f".partial-{folder.name}-{uuid.uuid4().hex}")
         shape = (volume.num_slices, size, size)
-        try:
-            partial.mkdir(parents=True)
+
+        def failure(error: OSError) -> str:
+            return (
+                f"cannot write the slices of {volume.image.name} to the slice store "
+                f"{self.root}: {error.strerror or error} (TMPDIR chooses where it goes)"
+            )
+
+        with folder_written_whole(folder, META_FILE, failure) as partial:
             grid, chunks = image_chunks(volume.image, volume.axis, size, intensity)
             images = np.lib.format.open_memmap(
                 partial / IMAGES_FILE, mode="w+", dtype=np.float32, shape=shape
@@ -223,15 +227,6 @@ class SliceStore:
                 "labels_dtype": np.dtype(dtype).name,
             }
             (partial / META_FILE).write_text(json.dumps(meta))
-            os.replace(partial, folder)
-        except OSError as error:
-            if not (folder / META_FILE).is_file():  # not a twin's rename that won
-                raise SsSegError(
-                    f"cannot write the slices of {volume.image.name} to the slice store "
-                    f"{self.root}: {error.strerror or error} (TMPDIR chooses where it goes)"
-                ) from error
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
 
 
 @dataclass(eq=False)

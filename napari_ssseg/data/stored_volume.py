@@ -13,16 +13,13 @@ size, the foundation-model teacher, remembering the annotated slices in the mode
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from napari_ssseg.annotation import AnnotatedVolume
-from napari_ssseg.errors import SsSegError
+from napari_ssseg.data.whole_folder import folder_written_whole
 from napari_ssseg.io.volume import Volume
 
 IMAGE_FILE = "image.npy"
@@ -70,20 +67,17 @@ class StoredVolume(AnnotatedVolume):
         is named by ``digest``) and map them; the image must have passed
         :meth:`~AnnotatedVolume.check_image_finite`."""
         if not (folder / LABELS_FILE).is_file():
-            partial = folder.with_name(f".partial-{folder.name}-{uuid.uuid4().hex}")
-            try:
-                partial.mkdir(parents=True)
+
+            def failure(error: OSError) -> str:
+                return (
+                    f"cannot write {volume.image.name} to the slice store {folder.parent}: "
+                    f"{error.strerror or error}"
+                )
+
+            # The labels are written last: their file marks a complete folder.
+            with folder_written_whole(folder, LABELS_FILE, failure) as partial:
                 np.save(partial / IMAGE_FILE, np.asarray(volume.image.data, dtype=np.float32))
                 np.save(partial / LABELS_FILE, volume.labels)
-                os.replace(partial, folder)  # whole or absent, never half written
-            except OSError as error:
-                if not (folder / LABELS_FILE).is_file():  # not a twin's rename that won
-                    raise SsSegError(
-                        f"cannot write {volume.image.name} to the slice store {folder.parent}: "
-                        f"{error.strerror or error}"
-                    ) from error
-            finally:
-                shutil.rmtree(partial, ignore_errors=True)
         other = tuple(a for a in range(3) if a != volume.axis)
         presence = {
             value: np.any(volume.labels == value, axis=other) for value in volume.label_values()

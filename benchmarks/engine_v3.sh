@@ -9,11 +9,17 @@ OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
 mkdir -p "$OUT"
 
+SETS=${SSSEG_BENCH_SETS:-la acdc}  # which data sets to run, e.g. SSSEG_BENCH_SETS=acdc
+
 stream() {  # stream TAG METHODS
-  napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 --max-volumes 10 \
-    --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/la_sparse_v3_$1.json"
-  napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 --max-volumes 10 \
-    --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/acdc_sparse_v3_$1.json"
+  if [[ " $SETS " == *" la "* ]]; then
+    napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 --max-volumes 10 \
+      --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/la_sparse_v3_$1.json"
+  fi
+  if [[ " $SETS " == *" acdc "* ]]; then
+    napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 --max-volumes 10 \
+      --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/acdc_sparse_v3_$1.json"
+  fi
 }
 stream unet interp,unet > "$OUT/sparse_v3_unet.log" 2>&1 &
 stream ssl ssl > "$OUT/sparse_v3_ssl.log" 2>&1 &

@@ -57,6 +57,7 @@ def train_model(
         "iterations": result.iterations,
         "seconds": round(result.elapsed, 2),
         "stopped_early": result.stopped_early,
+        "teachers_from": result.teachers_from,
         "volumes": [v.image.name for v in project.volumes],
         "annotated_slices": {v.image.name: v.annotated_slices for v in project.volumes},
         "weights": "student",

@@ -105,7 +105,9 @@ def test_unlabelled_slices_take_places_in_the_batch_once_teachers_start(liver_ca
 
     monkeypatch.setattr(loop, "_draw", counting_draw)
     project = Project([volume], ["liver"])
-    tiny = dict(image_size=32, channels=(8, 16), max_iters=4, inference_passes=1)
+    tiny = dict(
+        image_size=32, channels=(8, 16), max_iters=4, inference_passes=1, teacher_gate_dice=0.0
+    )
     # The mean teacher starts halfway: steps 0 and 1 are supervised, 2 and 3 share the batch.
     loop.train(project, TrainConfig(method="mt", ssl_start=0.5, unlabelled_batch_size=1, **tiny))
     assert labelled == [4, 4, 3, 3]

@@ -105,6 +105,12 @@ class TrainConfig:
     inference_passes: int = 8
     # Steps between reports of the agreement with the labels on annotated slices (0: never).
     agreement_every: int = 50
+    # Teachers wait until the student reproduces every class on the annotated slices it is
+    # trained on (Dice of each class >= this, checked every agreement_every steps; 0: no
+    # wait): pseudo-labels from a student that has not learnt a small class yet (ACDC's
+    # end-systolic left ventricle) lack it and would teach it away. If the student never
+    # gets there within the budget, the run stays supervised.
+    teacher_gate_dice: float = 0.8
     # Drop predicted 3-D components touching no annotated voxel of their class (see
     # inference/connectivity.py); +2 to +20 Dice points per volume on LA and ACDC pilots.
     keep_connected: bool = True
@@ -154,6 +160,8 @@ class TrainConfig:
             raise SsSegError("inference_passes and teacher_passes must be at least 1")
         if self.teacher_refresh < 1 or self.teacher_cache < 1:
             raise SsSegError("teacher_refresh and teacher_cache must be at least 1")
+        if not 0.0 <= self.teacher_gate_dice <= 1.0:
+            raise SsSegError(f"teacher_gate_dice must lie in [0, 1], not {self.teacher_gate_dice}")
         if not 0.0 <= self.shape_start < 1.0:
             raise SsSegError(f"shape_start must lie in [0, 1), not {self.shape_start}")
         if self.shape_margin_mm <= 0 or self.shape_range_mm <= 0 or self.shape_weight < 0:

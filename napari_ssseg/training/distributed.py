@@ -89,6 +89,15 @@ class TorchReplica(Replica):
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return float(values[0]), bool(values[1] > 0)
 
+    def all_agree(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([float(flag)], dtype=torch.float64)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value[0] > 0)
+
 
 def check_data_parallel(config: TrainConfig, workers: int) -> None:
     """Refuse settings data-parallel training cannot honour, naming them (every method's

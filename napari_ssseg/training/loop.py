@@ -24,6 +24,10 @@ imbalance-aware CutMix (:mod:`napari_ssseg.training.cutmix`): boxes placed prefe
 classes are pasted between labelled slices and, in both directions, between labelled and
 unlabelled ones; the supervised loss and the teachers' losses take the mixed labels and targets.
 
+Teachers wait, beyond their ``start``, until the student reproduces every class on the
+annotated slices (``teacher_gate_dice``, checked every :data:`TEACHER_GATE_EVERY` steps):
+pseudo-labels of a student that has not learnt a class yet lack it and would teach it away.
+
 With ``share_batch`` (the default) the unannotated slices take places in the batch of
 ``batch_size`` instead of being added to it, so a step with teachers costs about what a
 supervised step costs.
@@ -64,6 +68,9 @@ from napari_ssseg.training.replica import Replica
 from napari_ssseg.training.schedules import poly_lr
 from napari_ssseg.training.teachers import Teacher, build_teachers
 
+TEACHER_GATE_EVERY = 25
+"""Steps between checks of ``teacher_gate_dice`` once a teacher's start has come."""
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present; asking for CUDA without one is an error."""
@@ -95,6 +102,8 @@ class TrainResult:
     elapsed: float
     stopped_early: bool
     history: list[TrainProgress] = field(default_factory=list)
+    teachers_from: int | None = None
+    """The step from which teachers could teach (the gate opened); None: never."""
 
 
 def _draw(rng: np.random.Generator, refs: list[SliceRef], count: int) -> list[SliceRef]:
@@ -185,6 +194,9 @@ def train(
     start = time.monotonic()
     iteration = 0
     stopped_early = False
+    # Whether the student has learnt the annotated slices well enough for teachers to start.
+    gate_open = config.teacher_gate_dice <= 0
+    teachers_from: int | None = None
     while iteration < config.max_iters:
         elapsed = time.monotonic() - start
         fraction = iteration / config.max_iters
@@ -200,12 +212,17 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(config.lr, fraction)
 
+        due = [t for t in teachers if fraction >= t.start]
+        if due and not gate_open and iteration % TEACHER_GATE_EVERY == 0:
+            learnt = float(_class_agreement(model, pool, probe, device).min())
+            gate_open = replica.all_agree(learnt >= config.teacher_gate_dice)
+        if due and gate_open and teachers_from is None:
+            teachers_from = iteration
         active = []
-        for teacher in teachers:
-            if fraction >= teacher.start:
-                teacher.prepare(model, iteration, fraction)
-                if teacher.covers():
-                    active.append(teacher)
+        for teacher in due if gate_open else []:
+            teacher.prepare(model, iteration, fraction)
+            if teacher.covers():
+                active.append(teacher)
         labelled_count = config.batch_size
         if active and config.share_batch:
             labelled_count = max(1, config.batch_size - config.unlabelled_batch_size)
@@ -257,7 +274,8 @@ def train(
                 | {"total": float(total.detach())},
             )
             if config.agreement_every and iteration % config.agreement_every == 0:
-                snapshot.losses["agreement"] = _agreement(model, pool, probe, device)
+                agreement = _class_agreement(model, pool, probe, device)
+                snapshot.losses["agreement"] = float(agreement.mean())
             history.append(snapshot)
             if on_progress is not None:
                 on_progress(snapshot)
@@ -271,15 +289,17 @@ def train(
         time.monotonic() - start,
         stopped_early,
         history,
+        teachers_from,
     )
 
 
 @torch.no_grad()
-def _agreement(
+def _class_agreement(
     model: torch.nn.Module, pool: SlicePool, refs: list[SliceRef], device: torch.device
-) -> float:
-    """Mean foreground Dice of the student's argmax (no dropout, no augmentation) against the
-    user's labels on ``refs``; classes absent from both count as agreeing."""
+) -> torch.Tensor:
+    """(K,) Dice of each foreground class of the student's argmax (no dropout, no
+    augmentation) against the user's labels over ``refs`` together; a class absent from both
+    counts as agreeing."""
     was_training = model.training
     model.eval()
     try:
@@ -289,8 +309,11 @@ def _agreement(
     num_classes = logits.shape[1]
     predicted = one_hot(logits.argmax(dim=1, keepdim=True), num_classes)
     labels = one_hot(pool.targets(refs), num_classes)
+    # One 3-D-like score per class over the probe slices: (1, K, B * S, S).
+    predicted = torch.cat(list(predicted), dim=1)[None]
+    labels = torch.cat(list(labels), dim=1)[None]
     dice = compute_dice(predicted, labels, include_background=False, ignore_empty=False)
-    return float(dice.mean())
+    return dice[0]
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -3,9 +3,9 @@
 The loop asks its :class:`Replica` three things: which random streams to draw from (each copy
 draws its own slices), how to wrap the network for the forward pass (DDP averages the
 gradients across copies), and what all copies agree on before each step (the progress
-fraction and whether to stop), so every copy takes the same number of steps and none waits
-forever in a gradient all-reduce. The default replica is the only copy: the loop then runs
-exactly as on one process.
+fraction, whether to stop, whether the teachers may start), so every copy takes the same
+number of steps, with the same teachers, and none waits forever in a collective. The default
+replica is the only copy: the loop then runs exactly as on one process.
 """
 
 from __future__ import annotations
@@ -39,3 +39,7 @@ class Replica:
     def agree(self, fraction: float, stop: bool) -> tuple[float, bool]:
         """The largest progress fraction and whether any copy asked to stop."""
         return fraction, stop
+
+    def all_agree(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every copy."""
+        return flag

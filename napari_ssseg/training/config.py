@@ -22,6 +22,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "ssl": ("mean", "shape"),
     "sc-sam": ("sam",),
     "curriculum": ("self",),
+    "uncol": ("fused",),
 }
 """Method presets and the teachers they train with (see :mod:`napari_ssseg.training.teachers`).
 
@@ -31,7 +32,14 @@ annotated slices, gated by distance to the contour and to the annotated slices a
 the two annotated shapes agree; background beyond the annotated structure's ends).
 ``connect``: plus 3-D continuity (predicted components not connected to the annotation taught
 as background). ``ssl``: mean teacher and shape continuity. ``sc-sam``: the foundation model
-prompted by the student's prediction (frozen for now; see ``training/teachers/foundation.py``)."""
+prompted by the student's prediction, its decoder LoRA-tuned (``training/teachers/foundation.py``).
+``curriculum``: whole-volume EMA pseudo-labels admitted by confidence. ``uncol``: UnCoL's dual
+teacher, the mean teacher and the foundation model both supervising through one target per
+slice, each pixel taken from the member with the lower uncertainty (the teachers of
+:data:`FUSED_MEMBERS`; ``training/teachers/fused.py``)."""
+
+FUSED_MEMBERS: tuple[str, ...] = ("mean", "sam")
+"""The teachers whose targets the ``fused`` teacher fuses (earlier ones win ties)."""
 
 
 @dataclass
@@ -94,6 +102,8 @@ class TrainConfig:
     sam_lora_rank: int = 4
     sam_lr: float = 5e-4
     sam_tune_steps: int = 2
+    # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
+    fused_weight: float = 1.0
     # Imbalance-aware CutMix (DINO-Mix, training/cutmix.py), any method: with probability
     # cutmix_prob a step pastes boxes covering cutmix_area of the slice between labelled slices
     # and between labelled and unlabelled ones, centred preferably on rare classes; the
@@ -172,6 +182,8 @@ class TrainConfig:
             raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")
         if self.sam_refresh < 1 or self.sam_slices < 1 or self.sam_weight < 0:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
+        if not self.fused_weight >= 0:
+            raise SsSegError(f"fused_weight must be 0 or more, not {self.fused_weight}")
         if not 0.0 <= self.cutmix_prob <= 1.0:
             raise SsSegError(f"cutmix_prob must lie in [0, 1], not {self.cutmix_prob}")
         if not 0.0 < self.cutmix_area < 1.0:
@@ -189,7 +201,8 @@ class TrainConfig:
                 f"{', '.join(model_cards())}"
             )
         card = model_cards()[self.foundation_model]
-        if "sam" in self.teachers and card.bundled_in is None and not self.foundation_checkpoint:
+        unbundled = card.bundled_in is None and not self.foundation_checkpoint
+        if self.uses_foundation_model and unbundled:
             raise SsSegError(
                 f"method {self.method} with foundation model {self.foundation_model} needs "
                 f"foundation_checkpoint: its weights are not bundled (get {card.filename} from "
@@ -212,6 +225,13 @@ class TrainConfig:
     def teachers(self) -> tuple[str, ...]:
         """The teachers of this run's method."""
         return METHODS[self.method]
+
+    @property
+    def uses_foundation_model(self) -> bool:
+        """Whether a teacher of this run's method (or of its fused teacher) is the foundation
+        model."""
+        fused = FUSED_MEMBERS if "fused" in self.teachers else ()
+        return "sam" in self.teachers + fused
 
     @property
     def in_channels(self) -> int:

@@ -21,6 +21,9 @@ turns each teacher's targets into its own weighted loss term.
 - :class:`~napari_ssseg.training.teachers.foundation.SamTeacher`: a Segment-Anything-style
   model prompted by the student's prediction, its decoder LoRA-tuned from the labels and the
   student (SC-SAM's two directions).
+- :class:`~napari_ssseg.training.teachers.fused.FusedTeacher`: UnCoL's dual teacher; the mean
+  teacher and the foundation model (:data:`~napari_ssseg.training.config.FUSED_MEMBERS`) give
+  one target per slice, each pixel from the member with the higher confidence.
 
 Each lives in its own module; :func:`build_teachers` makes the ones a method names.
 """
@@ -31,20 +34,23 @@ import torch
 
 from napari_ssseg.annotation import Project
 from napari_ssseg.data.slices import SlicePool
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.config import FUSED_MEMBERS, TrainConfig
 from napari_ssseg.training.teachers.base import Teacher
 from napari_ssseg.training.teachers.connectivity import ConnectivityTeacher
 from napari_ssseg.training.teachers.curriculum import CurriculumTeacher
+from napari_ssseg.training.teachers.fused import FusedTeacher, fuse_targets
 from napari_ssseg.training.teachers.mean import MeanTeacher
 from napari_ssseg.training.teachers.shape import ShapeTeacher, shape_confidence
 
 __all__ = [
     "ConnectivityTeacher",
     "CurriculumTeacher",
+    "FusedTeacher",
     "MeanTeacher",
     "ShapeTeacher",
     "Teacher",
     "build_teachers",
+    "fuse_targets",
     "shape_confidence",
 ]
 
@@ -72,6 +78,11 @@ def build_teachers(
             from napari_ssseg.training.teachers.foundation import SamTeacher
 
             teacher = SamTeacher(project, pool, config, device)
+        elif name == "fused":
+            members = build_teachers(FUSED_MEMBERS, project, pool, student, config, device)
+            if not members:
+                continue
+            teacher = FusedTeacher(members, config)
         else:
             raise ValueError(f"unknown teacher {name!r}")
         if teacher.covers():

@@ -167,6 +167,7 @@ def scenario_client(folder: Path, env: dict) -> dict:
         "sam_slices": 2,
         "sam_refresh": 3,
         "ssl_start": 0.0,
+        "teacher_gate_dice": 0.0,  # the foundation teacher from the first of 6 steps
         "embedding_cache": str(folder / "embeddings"),  # never the user's cache folder
     }
     (folder / "settings.json").write_text(json.dumps(settings))

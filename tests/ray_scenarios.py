@@ -304,6 +304,7 @@ def scenario_sc_sam(folder: Path) -> dict:
         method="sc-sam",
         max_iters=10,
         ssl_start=0.0,
+        teacher_gate_dice=0.0,
         sam_slices=2,
         sam_refresh=4,
         sam_tune_steps=2,

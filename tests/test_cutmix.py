@@ -237,6 +237,8 @@ def _train_weights(project: Project, **changes) -> dict[str, torch.Tensor]:
     values = dict(
         method="ssl",
         ssl_start=0.0,
+        shape_start=0.0,
+        teacher_gate_dice=0.0,
         image_size=32,
         channels=(8, 16, 32),
         max_iters=20,

@@ -202,6 +202,7 @@ def test_uncol_training_run_fuses_the_mean_teacher_and_litemedsam(tmp_path, monk
         method="uncol",
         max_iters=3,
         ssl_start=0.0,
+        teacher_gate_dice=0.0,
         sam_slices=2,
         sam_refresh=100,
         sam_tune_steps=1,

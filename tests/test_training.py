@@ -123,6 +123,42 @@ def test_unlabelled_slices_take_places_in_the_batch_once_teachers_start(liver_ca
     assert labelled == [2, 2, 1, 1]
 
 
+def test_teachers_wait_until_the_student_reproduces_every_annotated_class(liver_case, monkeypatch):
+    from napari_ssseg.training import loop
+
+    volume, _, _ = liver_case
+    checks: list[int] = []
+    # Per-class Dice on the annotated slices at each check: below the gate, then above it.
+    answers = iter([torch.tensor([0.5, 0.9]), torch.tensor([0.85, 0.9])])
+
+    def scripted_agreement(model, pool, refs, device):
+        checks.append(len(checks))
+        return next(answers)
+
+    monkeypatch.setattr(loop, "_class_agreement", scripted_agreement)
+    project = Project([volume], ["liver"])
+    config = TrainConfig(
+        method="mt",
+        ssl_start=0.0,
+        teacher_gate_dice=0.8,
+        image_size=32,
+        channels=(8, 16),
+        max_iters=30,
+        agreement_every=0,
+    )
+    reports: list = []
+    result = loop.train(project, config, on_progress=reports.append, report_every=1)
+    assert len(checks) == 2  # steps 0 and 25, then the gate stays open
+    assert result.teachers_from == loop.TEACHER_GATE_EVERY
+    taught = [r.iteration for r in reports if "mean" in r.losses]
+    assert taught and min(taught) == loop.TEACHER_GATE_EVERY + 1  # reported after the step
+
+    # Never reproduced within the run: it stays supervised.
+    monkeypatch.setattr(loop, "_class_agreement", lambda *args: torch.tensor([0.1]))
+    result = loop.train(project, config)
+    assert result.teachers_from is None
+
+
 def test_cancel_before_first_step_raises(liver_case):
     volume, _, _ = liver_case
     with pytest.raises(TrainingCancelled):

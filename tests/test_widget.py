@@ -413,6 +413,7 @@ def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
         "sam_refresh": 10,
         "embedding_cache": str(tmp_path / "embeddings"),
         "ssl_start": 0.1,
+        "teacher_gate_dice": 0.0,  # 30 steps teach the liver only roughly
     }
     seen: set[str] = set()
     widget.monitor.progressed.connect(lambda event: seen.update(event.losses))

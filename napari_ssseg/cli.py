@@ -30,6 +30,8 @@ TRAINING_METHODS = ("unet", "mt", "shape", "connect", "ssl", "sc-sam", "curricul
 """The keys of ``training.config.METHODS``, repeated so ``--help`` needs no torch import."""
 DEFAULT_METHOD = "ssl"
 """``TrainConfig.method``'s default, repeated for the same reason (a test keeps them equal)."""
+REFINE_MODES = ("off", "auto", "sam")
+"""``inference.sam_refine.REFINE_MODES``, repeated so ``--help`` needs no torch import."""
 MAX_LISTED_SLICES = 100_000
 """More slice indices than any volume has (NIfTI-1 axes stop at 32767): a longer list or range
 is a typo, refused before it fills the memory."""
@@ -196,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--axis", help="slice axis (default: the training one or the thickest)")
     predict.add_argument("--passes", type=int, default=None, help="MC-dropout passes")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    predict.add_argument(
+        "--refine",
+        metavar="{off,auto,sam}",
+        help="refine with the foundation model: off; auto, per class where it scores better "
+        "on the annotated slices; sam, always (default: auto for models trained with a "
+        "foundation teacher, else off)",
+    )
     add_cluster_options(predict, "--data: predict volumes in parallel")
 
     demo = commands.add_parser("demo", help="train and predict on the bundled sample")
@@ -333,12 +342,16 @@ def run_predict(args: argparse.Namespace) -> int:
     from napari_ssseg.model_store import load_model
 
     _positive("--passes", args.passes)
+    if args.refine is not None and args.refine not in REFINE_MODES:
+        raise CliError(f"--refine must be {', '.join(REFINE_MODES)}, not {args.refine!r}")
     check_output_folder(args.out)
     if (args.image is None) == (args.data is None):
         raise CliError("predict needs either an IMAGE or --data DIR")
     if args.data is not None:
         if args.labels is not None or args.annotated_slices or args.axis is not None:
             raise CliError("--labels, --annotated-slices and --axis need a single IMAGE")
+        if args.refine is not None:
+            raise CliError("--refine needs a single IMAGE (--data uses the model's default)")
         return predict_data_folder(args)
     if wants_cluster(args):
         raise CliError("--workers and --ray-address need --data DIR")
@@ -354,7 +367,11 @@ def run_predict(args: argparse.Namespace) -> int:
         raise CliError("--annotated-slices needs --labels")
     annotation = annotation_for_prediction(model, annotation, axis, image)
     annotation.check_slice_size()
-    prediction = predict_volume(model, annotation, passes=args.passes, device=args.device)
+    prediction = predict_volume(
+        model, annotation, passes=args.passes, device=args.device, refine=args.refine
+    )
+    if prediction.refinement is not None:
+        print(f"napari-ssseg: {prediction.refinement.summary()}", file=sys.stderr)
     paths = write_prediction(prediction, image, args.out)
     for path in paths.values():
         print(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,12 @@ from napari_ssseg.annotation import AnnotatedVolume, default_slice_axis, slice_i
 from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.data.slices import prepare_image, stack_context
 from napari_ssseg.inference.connectivity import keep_connected_to_slices
+from napari_ssseg.inference.sam_refine import (
+    Refinement,
+    load_refiner,
+    refine_prediction,
+    resolve_refine,
+)
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.loop import resolve_device
@@ -35,10 +42,13 @@ class Prediction:
         labels: (X, Y, Z) int16: the user's labels on annotated slices, argmax elsewhere
             (with ``keep_connected``, components touching no annotated voxel of their class
             are background).
-        uncertainty: (X, Y, Z) float32 in [0, 1]: normalised predictive entropy.
+        uncertainty: (X, Y, Z) float32 in [0, 1]: normalised predictive entropy (on slices
+            the foundation model refined, at least 1 where it and the U-Net disagree).
         slice_scores: (N,) float per slice along ``axis``: mean uncertainty.
         annotated: annotated slice indices (kept from the user).
         axis: slice axis.
+        refinement: what the foundation-model refinement measured and chose; None when it
+            was off.
     """
 
     labels: np.ndarray
@@ -46,6 +56,7 @@ class Prediction:
     slice_scores: np.ndarray
     annotated: list[int]
     axis: int
+    refinement: Refinement | None = None
 
     def review_order(self) -> list[int]:
         """Unannotated slices, most uncertain first."""
@@ -62,16 +73,33 @@ def predict_volume(
     batch_size: int = 16,
     device: str | None = None,
     on_progress: Callable[[float], None] | None = None,
+    refine: str | None = None,
+    foundation: Any = None,
+    embedding_cache: Any = None,
 ) -> Prediction:
     """Predict every slice of ``annotation.image`` along ``annotation.axis``.
 
     The MC-dropout masks are drawn from torch's generator seeded with the model's training
     seed (in a fork of the random state, so the caller's is left as it was): the same model
     and volume give the same outputs on every run on the CPU.
+
+    ``refine`` (:mod:`~napari_ssseg.inference.sam_refine`): ``"off"``, ``"auto"`` or
+    ``"sam"``; None: ``auto`` for a model trained with a foundation-model teacher, else
+    ``off``. ``foundation`` and ``embedding_cache`` replace the model's configured foundation
+    backend and embedding cache (loaded only when refinement needs them). ``on_progress``
+    gets the fraction done (the U-Net pass is the first :data:`UNET_SHARE` of it when
+    refining); an exception it raises stops the prediction.
     """
     config = model.config
+    refine = resolve_refine(refine, config)
     passes = config.inference_passes if passes is None else passes
     torch_device = resolve_device(device or config.device)
+    unet_progress = on_progress
+    if refine != "off" and on_progress is not None:
+
+        def unet_progress(fraction: float) -> None:
+            on_progress(UNET_SHARE * fraction)
+
     network = model.network().to(torch_device)
     image = annotation.image
     images, grid = prepare_image(image, annotation.axis, config.image_size, config.intensity)
@@ -101,19 +129,98 @@ def predict_volume(
                     uncertainty,
                     scores,
                 )
-            if on_progress is not None:
-                on_progress(indices.stop / num_slices)
+            if unet_progress is not None:
+                unet_progress(indices.stop / num_slices)
 
-    for i in annotation.annotated_slices:
+    annotated = annotation.annotated_slices
+    # Refinement is measured on the U-Net's own labels of the annotated slices.
+    unet_on_annotated = (
+        {}
+        if refine == "off"
+        else {i: labels[slice_index(annotation.axis, i)].copy() for i in annotated}
+    )
+    for i in annotated:
         key = slice_index(annotation.axis, i)
         labels[key] = annotation.labels[key]
         uncertainty[key] = 0.0
         scores[i] = 0.0
     if config.keep_connected:
-        keep_connected_to_slices(
-            labels, annotation.axis, annotation.annotated_slices, model.num_classes
+        keep_connected_to_slices(labels, annotation.axis, annotated, model.num_classes)
+    refinement = None
+    if refine != "off":
+        refinement = _refine(
+            model,
+            annotation,
+            labels,
+            uncertainty,
+            scores,
+            unet_on_annotated,
+            refine,
+            torch_device,
+            foundation,
+            embedding_cache,
+            on_progress,
         )
-    return Prediction(labels, uncertainty, scores, annotation.annotated_slices, annotation.axis)
+    return Prediction(labels, uncertainty, scores, annotated, annotation.axis, refinement)
+
+
+UNET_SHARE = 0.2
+"""Part of the progress given to the U-Net pass when the foundation model refines (its
+encoder, about 1 s a slice on a CPU, costs several times the U-Net's passes)."""
+
+
+def _refine(
+    model: TrainedModel,
+    annotation: AnnotatedVolume,
+    labels: np.ndarray,
+    uncertainty: np.ndarray,
+    scores: np.ndarray,
+    unet_on_annotated: dict[int, np.ndarray],
+    mode: str,
+    device: torch.device,
+    foundation: Any,
+    embedding_cache: Any,
+    on_progress: Callable[[float], None] | None,
+) -> Refinement:
+    """:func:`~napari_ssseg.inference.sam_refine.refine_prediction` in place, then the
+    connectivity filter again (a refined mask may leave the component it came from)."""
+    config = model.config
+    progress = None
+    if on_progress is not None:
+
+        def progress(fraction: float) -> None:
+            on_progress(UNET_SHARE + (1 - UNET_SHARE) * fraction)
+
+    if mode == "auto" and not unet_on_annotated:
+        # Nothing to measure on: every class keeps the U-Net's masks, no model is loaded.
+        count = model.num_classes
+        return Refinement(
+            mode,
+            config.foundation_model,
+            list(model.class_names),
+            [None] * count,
+            [None] * count,
+            [False] * count,
+        )
+    refiner = load_refiner(config, model.num_classes, device, foundation, embedding_cache)
+    refinement = refine_prediction(
+        labels,
+        uncertainty,
+        scores,
+        annotation,
+        unet_on_annotated,
+        refiner,
+        mode,
+        model.class_names,
+        config.intensity,
+        config.foundation_model,
+        progress,
+    )
+    if config.keep_connected and refinement.refined_slices:
+        keep_connected_to_slices(
+            labels, annotation.axis, sorted(unet_on_annotated), model.num_classes
+        )
+    return refinement
 
 
 SOURCE_CHUNK_VOXELS = 2**20

@@ -1,9 +1,11 @@
-"""Write a prediction as files: segmentation, uncertainty map and slice table, all at once."""
+"""Write a prediction as files: segmentation, uncertainty map and slice table, all at once;
+with a foundation-model refinement also ``<name>_refine.json`` (what it measured and chose)."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import re
 import shutil
@@ -40,6 +42,11 @@ def prediction_paths(out_dir: Path, name: str) -> dict[str, Path]:
     }
 
 
+def refinement_path(out_dir: Path, name: str) -> Path:
+    """The refinement report of volume ``name`` in ``out_dir``."""
+    return out_dir / f"{safe_name(name)}_refine.json"
+
+
 def write_slice_table(path: Path, prediction: Prediction) -> None:
     """CSV: slice index, uncertainty score, annotated (1/0), review rank (blank if annotated)."""
     ranks = {index: rank for rank, index in enumerate(prediction.review_order(), start=1)}
@@ -54,7 +61,9 @@ def write_slice_table(path: Path, prediction: Prediction) -> None:
 
 
 def write_prediction(prediction: Prediction, like: Volume, out_dir: str | Path) -> dict[str, Path]:
-    """Write the three outputs into ``out_dir`` (created if needed) on ``like``'s grid.
+    """Write the three outputs into ``out_dir`` (created if needed) on ``like``'s grid, and the
+    refinement report when the prediction has one (an earlier report of the volume is removed
+    when it has none: it would describe other outputs).
 
     All or nothing: files are written into a staging folder inside ``out_dir``; the files of
     an earlier export are moved aside before the new ones are moved in, and moved back if
@@ -69,6 +78,8 @@ def write_prediction(prediction: Prediction, like: Volume, out_dir: str | Path) 
         raise InputError(f"{out_dir}: cannot write there ({error.strerror})") from error
     final = prediction_paths(out_dir, like.name)
     staged = prediction_paths(staging, like.name)
+    final["refine"] = refinement_path(out_dir, like.name)
+    staged["refine"] = refinement_path(staging, like.name)
     aside = {key: staging / f"previous-{path.name}" for key, path in final.items()}
     moved_aside: list[str] = []
     moved_in: list[str] = []
@@ -76,6 +87,10 @@ def write_prediction(prediction: Prediction, like: Volume, out_dir: str | Path) 
         write_labels(staged["segmentation"], prediction.labels, like)
         write_image(staged["uncertainty"], prediction.uncertainty, like)
         write_slice_table(staged["slices"], prediction)
+        if prediction.refinement is None:
+            del staged["refine"]
+        else:
+            staged["refine"].write_text(json.dumps(prediction.refinement.to_dict(), indent=2))
         for key, path in final.items():
             if path.exists():
                 os.replace(path, aside[key])
@@ -98,7 +113,7 @@ def write_prediction(prediction: Prediction, like: Volume, out_dir: str | Path) 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return {key: final[key] for key in staged}
 
 
 def _roll_back(

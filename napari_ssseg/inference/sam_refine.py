@@ -46,13 +46,10 @@ REFINE_MODES = ("off", "auto", "sam")
 """``off``: the U-Net alone; ``auto``: refined masks for the classes where they measure
 better on the annotated slices; ``sam``: refined masks for every class."""
 
-FOUNDATION_METHODS = ("uncol",)
-"""Methods trained with a foundation model beyond those whose teachers include ``sam``."""
-
 
 def trained_with_foundation(config: TrainConfig) -> bool:
     """Whether ``config``'s method trained with a foundation-model teacher."""
-    return config.method in FOUNDATION_METHODS or "sam" in config.teachers
+    return config.uses_foundation_model
 
 
 def resolve_refine(mode: str | None, config: TrainConfig) -> str:

@@ -60,23 +60,30 @@ class Interpolation(Method):
         )
 
 
+REFINED_SUFFIX = "+refine"
+"""A learned method's name with this suffix predicts with ``refine="auto"`` (the foundation
+model's refined masks where they measure better on the annotated slices)."""
+
+
 @dataclass
 class Learned(Method):
-    """A trained U-Net; ``config.method`` names the preset (see ``training.config.METHODS``)."""
+    """A trained U-Net; ``config.method`` names the preset (see ``training.config.METHODS``);
+    ``refine`` is the prediction's refine mode (None: the model's default)."""
 
     config: TrainConfig
     model: TrainedModel | None = None
+    refine: str | None = None
     learns = True
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return self.config.method
+        return self.config.method + (REFINED_SUFFIX if self.refine == "auto" else "")
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
         model = train_model(project, self.config)
         self.last_steps = model.summary["iterations"]
-        return predict_volume(model, volume).labels
+        return predict_volume(model, volume, refine=self.refine).labels
 
     def fit(self, project: Project) -> None:
         self.model = train_model(project, self.config)
@@ -85,7 +92,7 @@ class Learned(Method):
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
         if self.model is None:
             raise RuntimeError("fit() must run before segment()")
-        return predict_volume(self.model, volume).labels
+        return predict_volume(self.model, volume, refine=self.refine).labels
 
 
 @dataclass
@@ -114,7 +121,13 @@ class SamBox(Method):
         )
 
 
-METHOD_NAMES = ("interp", "interp-nn", "sam-box", *METHODS)
+METHOD_NAMES = (
+    "interp",
+    "interp-nn",
+    "sam-box",
+    *METHODS,
+    *(method + REFINED_SUFFIX for method in METHODS),
+)
 
 
 def make_method(name: str, config: TrainConfig) -> Method:
@@ -127,4 +140,6 @@ def make_method(name: str, config: TrainConfig) -> Method:
         return SamBox(config)
     if name in METHODS:
         return Learned(replace(config, method=name))
+    if name.endswith(REFINED_SUFFIX) and name.removesuffix(REFINED_SUFFIX) in METHODS:
+        return Learned(replace(config, method=name.removesuffix(REFINED_SUFFIX)), refine="auto")
     raise ValueError(name)

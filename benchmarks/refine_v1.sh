@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Refined inference on its own: the same ssl model (fixed --max-iters, one thread, same seed:
+# the same weights in both streams) predicted without and with the foundation model's refined
+# masks (refine auto), on the sparse protocol. Two streams side by side, one torch thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SSSEG_SHARED_DATA:-../shared/data}
+OUT=benchmarks/results
+ITERS=${SSSEG_BENCH_ITERS:-700}
+SETS=${SSSEG_BENCH_SETS:-acdc la}
+mkdir -p "$OUT"
+
+stream() {  # stream TAG METHODS
+  if [[ " $SETS " == *" acdc "* ]]; then
+    napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 --max-volumes 10 \
+      --methods "$2" --max-iters "$ITERS" --threads 1 --json "$OUT/acdc_sparse_refine_$1.json"
+  fi
+  if [[ " $SETS " == *" la "* ]]; then
+    napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 --max-volumes 10 \
+      --methods "$2" --max-iters "$ITERS" --threads 1 --json "$OUT/la_sparse_refine_$1.json"
+  fi
+}
+stream off ssl > "$OUT/sparse_refine_off.log" 2>&1 &
+stream auto ssl+refine > "$OUT/sparse_refine_auto.log" 2>&1 &
+wait
+for set in $SETS; do
+  python benchmarks/tables.py "${set}_sparse_refine_off.json+${set}_sparse_refine_auto.json"
+done

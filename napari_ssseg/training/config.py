@@ -94,6 +94,17 @@ class TrainConfig:
     sam_lora_rank: int = 4
     sam_lr: float = 5e-4
     sam_tune_steps: int = 2
+    # Feature-level guidance from the frozen foundation encoder (training/feature_alignment.py),
+    # any method, off at 0: the U-Net's projected decoder features pulled toward the encoder's
+    # embeddings per location (distill, UnCoL) and per class region (prototype, BARL), on
+    # distill_batch extra slices per step drawn from distill_slices slices embedded once
+    # (cached). Unannotated regions: the student's argmax where its probability reaches
+    # prototype_confidence.
+    distill_weight: float = 0.0
+    prototype_weight: float = 0.0
+    distill_slices: int = 16
+    distill_batch: int = 1
+    prototype_confidence: float = 0.8
     # Imbalance-aware CutMix (DINO-Mix, training/cutmix.py), any method: with probability
     # cutmix_prob a step pastes boxes covering cutmix_area of the slice between labelled slices
     # and between labelled and unlabelled ones, centred preferably on rare classes; the
@@ -164,6 +175,16 @@ class TrainConfig:
             raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")
         if self.sam_refresh < 1 or self.sam_slices < 1 or self.sam_weight < 0:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
+        for name in ("distill_weight", "prototype_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise SsSegError(f"{name} must be 0 (off) or a positive number, not {value}")
+        if self.distill_slices < 1 or self.distill_batch < 1:
+            raise SsSegError("distill_slices and distill_batch must be at least 1")
+        if not 0.0 < self.prototype_confidence <= 1.0:
+            raise SsSegError(
+                f"prototype_confidence must lie in (0, 1], not {self.prototype_confidence}"
+            )
         if not 0.0 <= self.cutmix_prob <= 1.0:
             raise SsSegError(f"cutmix_prob must lie in [0, 1], not {self.cutmix_prob}")
         if not 0.0 < self.cutmix_area < 1.0:
@@ -181,7 +202,7 @@ class TrainConfig:
                 f"{', '.join(model_cards())}"
             )
         card = model_cards()[self.foundation_model]
-        if "sam" in self.teachers and card.bundled_in is None and not self.foundation_checkpoint:
+        if self.uses_foundation and card.bundled_in is None and not self.foundation_checkpoint:
             raise SsSegError(
                 f"method {self.method} with foundation model {self.foundation_model} needs "
                 f"foundation_checkpoint: its weights are not bundled (get {card.filename} from "
@@ -204,6 +225,11 @@ class TrainConfig:
     def teachers(self) -> tuple[str, ...]:
         """The teachers of this run's method."""
         return METHODS[self.method]
+
+    @property
+    def uses_foundation(self) -> bool:
+        """Whether the run loads the foundation model (its teacher or the feature terms)."""
+        return "sam" in self.teachers or self.distill_weight > 0 or self.prototype_weight > 0
 
     @property
     def in_channels(self) -> int:

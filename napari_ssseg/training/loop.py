@@ -24,6 +24,13 @@ imbalance-aware CutMix (:mod:`napari_ssseg.training.cutmix`): boxes placed prefe
 classes are pasted between labelled slices and, in both directions, between labelled and
 unlabelled ones; the supervised loss and the teachers' losses take the mixed labels and targets.
 
+With ``distill_weight`` or ``prototype_weight`` above 0 (off by default), every step also
+passes ``distill_batch`` slices with cached foundation-encoder embeddings through the student,
+and its projected decoder features are pulled toward those embeddings, per location
+(``distill``, UnCoL) and per class region (``prototype``, BARL); see
+:mod:`napari_ssseg.training.feature_alignment`. With both at 0 nothing of this is built or
+drawn, so a run is exactly what it was without them.
+
 With ``share_batch`` (the default) the unannotated slices take places in the batch of
 ``batch_size`` instead of being added to it, so a step with teachers costs about what a
 supervised step costs.
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +67,7 @@ from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.cutmix import ImbalanceCutMix
+from napari_ssseg.training.feature_alignment import FeatureAlignment
 from napari_ssseg.training.losses import supervised_loss
 from napari_ssseg.training.replica import Replica
 from napari_ssseg.training.schedules import poly_lr
@@ -165,13 +174,17 @@ def train(
         model.load_state_dict(init_state)
     model.to(device).train()
     teachers = build_teachers(config.teachers, project, pool, model, config, device)
+    # Built before the copies' streams part, so every copy starts with the same projector;
+    # None (nothing built, nothing drawn) when both feature weights are 0.
+    alignment = FeatureAlignment.build(config, model, pool, teachers, device, own_seed)
     # Teachers keep the bare module; the training forward pass goes through the wrapper.
     network = replica.wrap(model)
     if own_seed != config.seed:
         torch.manual_seed(own_seed)  # this copy's own dropout masks and noise
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    parameters = list(model.parameters())
+    if alignment is not None:
+        parameters += alignment.parameters()
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     dice_ce = supervised_loss()
     augment = make_augmentation(own_seed)
     cache = _TargetCache(teachers, config, rng)
@@ -227,22 +240,34 @@ def train(
             images, labels, unlabelled, moved_targets = cutmix.mix(
                 images, labels, unlabelled, moved_targets, fraction
             )
+        featured = alignment.draw() if alignment is not None else None
+        parts = [images]
+        if unlabelled is not None:
+            parts.append(unlabelled)
+        if featured is not None:
+            parts.append(featured.images)
         losses: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=device)
+        with alignment.capture() if alignment is not None else nullcontext():
+            logits = network(torch.cat(parts) if len(parts) > 1 else images)
+        if featured is not None:
+            logits, featured_logits = logits[: -len(featured)], logits[-len(featured) :]
+            for name, (loss, weight) in alignment.losses(featured, featured_logits).items():
+                losses[name] = loss
+                total = total + weight * loss
         if unlabelled is not None:
-            logits = network(torch.cat([images, unlabelled]))
             logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
             for teacher, target in zip(active, moved_targets, strict=True):
                 loss, weight = teacher.loss(unlabelled_logits, target, fraction)
                 losses[teacher.name] = loss
                 total = total + weight * loss
-        else:
-            logits = network(images)
         losses["supervised"] = dice_ce(logits, labels)
         total = total + losses["supervised"]
 
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if alignment is not None:
+            alignment.share_gradients()
         optimizer.step()
         for teacher in teachers:
             teacher.update(model)
@@ -262,6 +287,8 @@ def train(
             if on_progress is not None:
                 on_progress(snapshot)
 
+    if alignment is not None:
+        alignment.close()
     if iteration == 0:
         raise TrainingCancelled("training was stopped before its first step; no model was made")
     return TrainResult(

@@ -26,7 +26,17 @@ if TYPE_CHECKING:
     from napari_ssseg.training.config import TrainConfig
 
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
-TRAINING_METHODS = ("unet", "mt", "shape", "connect", "ssl", "sc-sam", "curriculum", "uncol")
+TRAINING_METHODS = (
+    "unet",
+    "mt",
+    "shape",
+    "connect",
+    "ssl",
+    "sc-sam",
+    "curriculum",
+    "uncol",
+    "full",
+)
 """The keys of ``training.config.METHODS``, repeated so ``--help`` needs no torch import."""
 DEFAULT_METHOD = "ssl"
 """``TrainConfig.method``'s default, repeated for the same reason (a test keeps them equal)."""

@@ -23,6 +23,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "sc-sam": ("sam",),
     "curriculum": ("self",),
     "uncol": ("fused",),
+    "full": ("fused", "shape", "self"),
 }
 """Method presets and the teachers they train with (see :mod:`napari_ssseg.training.teachers`).
 
@@ -36,10 +37,23 @@ prompted by the student's prediction, its decoder LoRA-tuned (``training/teacher
 ``curriculum``: whole-volume EMA pseudo-labels admitted by confidence. ``uncol``: UnCoL's dual
 teacher, the mean teacher and the foundation model both supervising through one target per
 slice, each pixel taken from the member with the lower uncertainty (the teachers of
-:data:`FUSED_MEMBERS`; ``training/teachers/fused.py``)."""
+:data:`FUSED_MEMBERS`; ``training/teachers/fused.py``), with feature distillation.
+``full``: every part on (see :data:`PRESET_PARTS`)."""
 
 FUSED_MEMBERS: tuple[str, ...] = ("mean", "sam")
 """The teachers whose targets the ``fused`` teacher fuses (earlier ones win ties)."""
+
+PART_OFF: dict[str, Any] = {"distill_weight": 0.0, "prototype_weight": 0.0, "cutmix": False}
+"""The parts beyond teachers, each a setting, and its value when off."""
+
+PRESET_PARTS: dict[str, dict[str, Any]] = {
+    "uncol": {"distill_weight": 1.0},
+    "full": {"distill_weight": 1.0, "prototype_weight": 0.5, "cutmix": True},
+}
+"""The parts a preset switches on beyond its teachers (a part's setting given explicitly, off
+included, wins over its preset). ``uncol``: UnCoL's feature distillation with its dual
+teacher. ``full``: every part: the dual teacher, shape continuity, the confidence curriculum,
+feature distillation, BARL's prototype alignment and imbalance-aware CutMix."""
 
 
 @dataclass
@@ -104,11 +118,23 @@ class TrainConfig:
     sam_tune_steps: int = 2
     # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
     fused_weight: float = 1.0
+    # Feature-level guidance from the frozen foundation encoder (training/feature_alignment.py),
+    # any method, off at 0: the U-Net's projected decoder features pulled toward the encoder's
+    # embeddings per location (distill, UnCoL) and per class region (prototype, BARL), on
+    # distill_batch extra slices per step drawn from distill_slices slices embedded once
+    # (cached). Unannotated regions: the student's argmax where its probability reaches
+    # prototype_confidence.
+    # None: the method's preset decides (PRESET_PARTS; off for most); read through part().
+    distill_weight: float | None = None
+    prototype_weight: float | None = None
+    distill_slices: int = 16
+    distill_batch: int = 1
+    prototype_confidence: float = 0.8
     # Imbalance-aware CutMix (DINO-Mix, training/cutmix.py), any method: with probability
     # cutmix_prob a step pastes boxes covering cutmix_area of the slice between labelled slices
     # and between labelled and unlabelled ones, centred preferably on rare classes; the
     # preference fades linearly to uniform placement at progress cutmix_anneal (0: uniform).
-    cutmix: bool = False
+    cutmix: bool | None = None
     cutmix_prob: float = 0.5
     cutmix_area: float = 0.25
     cutmix_anneal: float = 1.0
@@ -184,6 +210,16 @@ class TrainConfig:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
         if not self.fused_weight >= 0:
             raise SsSegError(f"fused_weight must be 0 or more, not {self.fused_weight}")
+        for name in ("distill_weight", "prototype_weight"):
+            value = self.part(name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise SsSegError(f"{name} must be 0 (off) or a positive number, not {value}")
+        if self.distill_slices < 1 or self.distill_batch < 1:
+            raise SsSegError("distill_slices and distill_batch must be at least 1")
+        if not 0.0 < self.prototype_confidence <= 1.0:
+            raise SsSegError(
+                f"prototype_confidence must lie in (0, 1], not {self.prototype_confidence}"
+            )
         if not 0.0 <= self.cutmix_prob <= 1.0:
             raise SsSegError(f"cutmix_prob must lie in [0, 1], not {self.cutmix_prob}")
         if not 0.0 < self.cutmix_area < 1.0:
@@ -228,10 +264,19 @@ class TrainConfig:
 
     @property
     def uses_foundation_model(self) -> bool:
-        """Whether a teacher of this run's method (or of its fused teacher) is the foundation
-        model."""
+        """Whether the run loads the foundation model: a teacher of its method (or of its
+        fused teacher) is the foundation model, or a feature term is on."""
         fused = FUSED_MEMBERS if "fused" in self.teachers else ()
-        return "sam" in self.teachers + fused
+        features = self.part("distill_weight") > 0 or self.part("prototype_weight") > 0
+        return "sam" in self.teachers + fused or features
+
+    def part(self, name: str) -> Any:
+        """The value of the part setting ``name`` (a key of :data:`PART_OFF`) for this run: the
+        one given, else the method preset's (:data:`PRESET_PARTS`), else off."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        return PRESET_PARTS.get(self.method, {}).get(name, PART_OFF[name])
 
     @property
     def in_channels(self) -> int:

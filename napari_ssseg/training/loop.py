@@ -28,6 +28,13 @@ Teachers wait, beyond their ``start``, until the student reproduces every class 
 annotated slices (``teacher_gate_dice``, checked every :data:`TEACHER_GATE_EVERY` steps):
 pseudo-labels of a student that has not learnt a class yet lack it and would teach it away.
 
+With ``distill_weight`` or ``prototype_weight`` above 0 (off by default), every step also
+passes ``distill_batch`` slices with cached foundation-encoder embeddings through the student,
+and its projected decoder features are pulled toward those embeddings, per location
+(``distill``, UnCoL) and per class region (``prototype``, BARL); see
+:mod:`napari_ssseg.training.feature_alignment`. With both at 0 nothing of this is built or
+drawn, so a run is exactly what it was without them.
+
 With ``share_batch`` (the default) the unannotated slices take places in the batch of
 ``batch_size`` instead of being added to it, so a step with teachers costs about what a
 supervised step costs.
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +71,7 @@ from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.cutmix import ImbalanceCutMix
+from napari_ssseg.training.feature_alignment import FeatureAlignment
 from napari_ssseg.training.losses import supervised_loss
 from napari_ssseg.training.replica import Replica
 from napari_ssseg.training.schedules import poly_lr
@@ -174,17 +183,21 @@ def train(
         model.load_state_dict(init_state)
     model.to(device).train()
     teachers = build_teachers(config.teachers, project, pool, model, config, device)
+    # Built before the copies' streams part, so every copy starts with the same projector;
+    # None (nothing built, nothing drawn) when both feature weights are 0.
+    alignment = FeatureAlignment.build(config, model, pool, teachers, device, own_seed)
     # Teachers keep the bare module; the training forward pass goes through the wrapper.
     network = replica.wrap(model)
     if own_seed != config.seed:
         torch.manual_seed(own_seed)  # this copy's own dropout masks and noise
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    parameters = list(model.parameters())
+    if alignment is not None:
+        parameters += alignment.parameters()
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     dice_ce = supervised_loss()
     augment = make_augmentation(own_seed)
     cache = _TargetCache(teachers, config, rng)
-    cutmix = ImbalanceCutMix.from_pool(pool, config, own_seed) if config.cutmix else None
+    cutmix = ImbalanceCutMix.from_pool(pool, config, own_seed) if config.part("cutmix") else None
 
     # Up to 8 annotated slices, evenly spread, on which the student's agreement with the
     # user's labels is reported (what a clinician watches: is it learning my labels?).
@@ -244,22 +257,34 @@ def train(
             images, labels, unlabelled, moved_targets = cutmix.mix(
                 images, labels, unlabelled, moved_targets, fraction
             )
+        featured = alignment.draw() if alignment is not None else None
+        parts = [images]
+        if unlabelled is not None:
+            parts.append(unlabelled)
+        if featured is not None:
+            parts.append(featured.images)
         losses: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=device)
+        with alignment.capture() if alignment is not None else nullcontext():
+            logits = network(torch.cat(parts) if len(parts) > 1 else images)
+        if featured is not None:
+            logits, featured_logits = logits[: -len(featured)], logits[-len(featured) :]
+            for name, (loss, weight) in alignment.losses(featured, featured_logits).items():
+                losses[name] = loss
+                total = total + weight * loss
         if unlabelled is not None:
-            logits = network(torch.cat([images, unlabelled]))
             logits, unlabelled_logits = logits[: len(refs)], logits[len(refs) :]
             for teacher, target in zip(active, moved_targets, strict=True):
                 loss, weight = teacher.loss(unlabelled_logits, target, fraction)
                 losses[teacher.name] = loss
                 total = total + weight * loss
-        else:
-            logits = network(images)
         losses["supervised"] = dice_ce(logits, labels)
         total = total + losses["supervised"]
 
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if alignment is not None:
+            alignment.share_gradients()
         optimizer.step()
         for teacher in teachers:
             teacher.update(model)
@@ -280,6 +305,8 @@ def train(
             if on_progress is not None:
                 on_progress(snapshot)
 
+    if alignment is not None:
+        alignment.close()
     if iteration == 0:
         raise TrainingCancelled("training was stopped before its first step; no model was made")
     return TrainResult(

@@ -1,0 +1,195 @@
+"""Feature-level guidance from the frozen foundation encoder, for the training loop.
+
+With ``distill_weight`` or ``prototype_weight`` above 0, every step adds ``distill_batch``
+slices of an :class:`~napari_ssseg.training.embedding_bank.EmbeddingBank` to the student's
+forward pass. Each is augmented together with its embedding (resampled to the student's grid,
+so both move by the same spatial transform), its labels (annotated slices) and a validity map
+(0 where the augmentation moved in areas from outside the slice). The student's decoder
+features of those slices (:mod:`~napari_ssseg.training.features`), through a trainable 1 x 1
+projector, meet the embedding on the feature grid in two losses
+(:mod:`~napari_ssseg.training.feature_losses`):
+
+- ``distill`` (UnCoL): cosine distance per location, weighted by validity;
+- ``prototype`` (BARL): per class, the average feature of the class's region in both spaces;
+  regions come from the user's labels on annotated slices and, on unannotated ones, from the
+  student's argmax where its probability reaches ``prototype_confidence``.
+
+The feature slices have their own random streams (slice draws and augmentation), so switching
+the terms on does not change which labelled and unlabelled slices the rest of the step draws.
+The projector is training-only: it is not part of the U-Net's saved state. With several
+data-parallel copies the projector starts identical on every copy (it is built before the
+copies' streams part) and its gradients are averaged over the copies before each step
+(:class:`~napari_ssseg.training.peers.Peers`), so it stays identical.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNet
+
+from napari_ssseg.data.augment import augment_batch, make_augmentation
+from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.embedding_bank import EmbeddingBank
+from napari_ssseg.training.feature_losses import (
+    distillation_loss,
+    prototype_loss,
+    region_masks,
+)
+from napari_ssseg.training.features import (
+    FeatureProjector,
+    FeatureTap,
+    decoder_feature_channels,
+    decoder_feature_layer,
+)
+from napari_ssseg.training.peers import Peers, default_peers
+
+STREAM_OFFSET = 7_919
+"""Offset of the feature slices' random streams from the copy's own seed."""
+
+
+@dataclass
+class FeatureBatch:
+    """The feature slices of one step, augmented (n slices, S x S grid, D channels).
+
+    Attributes:
+        images: (n, C, S, S) student inputs.
+        labels: (n, 1, S, S) int64: the user's labels (annotated slices; 0 elsewhere).
+        annotated: (n,) bool.
+        embeddings: (n, D, S, S) foundation embeddings moved with the images.
+        valid: (n, 1, S, S) in [0, 1]: 0 where the augmentation moved in outside areas.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    annotated: torch.Tensor
+    embeddings: torch.Tensor
+    valid: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+class FeatureAlignment:
+    """The student's features pulled toward the foundation encoder's (see module doc)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: UNet,
+        pool: SlicePool,
+        bank: EmbeddingBank,
+        device: torch.device,
+        seed: int,
+        peers: Peers | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.bank = bank
+        self.device = device
+        self.num_classes = pool.num_classes + 1
+        self.tap = FeatureTap(decoder_feature_layer(model))
+        channels = decoder_feature_channels(config.channels)
+        self.projector = FeatureProjector(channels, bank.channels).to(device).train()
+        self.peers = peers if peers is not None else default_peers()
+        self.peers.broadcast(list(self.projector.parameters()))
+        self.rng = np.random.default_rng(seed + STREAM_OFFSET)
+        self.augment = make_augmentation(seed + STREAM_OFFSET)
+
+    @classmethod
+    def build(
+        cls,
+        config: TrainConfig,
+        model: UNet,
+        pool: SlicePool,
+        teachers: list,
+        device: torch.device,
+        seed: int,
+    ) -> FeatureAlignment | None:
+        """The alignment of ``config``, or None when both weights are 0 (nothing is loaded,
+        built or drawn then). Shares the foundation teacher's model and cache when it runs."""
+        if config.part("distill_weight") == 0 and config.part("prototype_weight") == 0:
+            return None
+        from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
+
+        sam = next((t for t in teachers if t.name == "sam"), None)
+        backend = sam.backend if sam is not None else load_backend(config)
+        cache = sam.cache if sam is not None else embedding_cache(config)
+        bank = EmbeddingBank.build(pool, config.distill_slices, backend, cache)
+        return cls(config, model, pool, bank, device, seed)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The projector's parameters (to train with the student)."""
+        return list(self.projector.parameters())
+
+    def capture(self) -> AbstractContextManager[FeatureTap]:
+        """Open around the student's training forward pass to record its features."""
+        return self.tap.capture()
+
+    def draw(self) -> FeatureBatch:
+        """``distill_batch`` bank slices, augmented with their embeddings and labels."""
+        picks = self.bank.draw(self.rng, self.config.distill_batch)
+        refs = [self.bank.refs[i] for i in picks]
+        embeddings = self.bank.on_grid(picks, self.pool.size)
+        valid = torch.ones(len(picks), 1, self.pool.size, self.pool.size)
+        images, moved = augment_batch(
+            self.augment,
+            self.pool.inputs(refs),
+            {"label": self.pool.targets(refs), "target": torch.cat([embeddings, valid], dim=1)},
+        )
+        target = moved["target"].to(self.device)
+        return FeatureBatch(
+            images=images.to(self.device),
+            labels=moved["label"].to(self.device),
+            annotated=self.bank.annotated[picks].to(self.device),
+            embeddings=target[:, :-1],
+            valid=target[:, -1:].clamp(0.0, 1.0),
+        )
+
+    def losses(
+        self, batch: FeatureBatch, logits: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, float]]:
+        """Each switched-on term's loss and weight, from the student's logits (n, K, S, S) of
+        ``batch`` and the features recorded during that forward pass (``batch`` last)."""
+        features = self.tap.take()[-len(batch) :]
+        projected = self.projector(features)  # (n, D, h, w)
+        size = tuple(projected.shape[-2:])
+        embeddings = F.adaptive_avg_pool2d(batch.embeddings, size)
+        out: dict[str, tuple[torch.Tensor, float]] = {}
+        if self.config.part("distill_weight") > 0:
+            weight = F.adaptive_avg_pool2d(batch.valid, size)[:, 0]
+            loss = distillation_loss(projected, embeddings, weight)
+            out["distill"] = (loss, self.config.part("distill_weight"))
+        if self.config.part("prototype_weight") > 0:
+            labels, keep = self._regions(batch, logits)
+            masks = region_masks(labels, keep * batch.valid, self.num_classes, size)
+            loss = prototype_loss(projected, embeddings, masks)
+            out["prototype"] = (loss, self.config.part("prototype_weight"))
+        return out
+
+    def _regions(
+        self, batch: FeatureBatch, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (n, 1, S, S) and their weights (n, 1, S, S): the user's on annotated slices,
+        the student's confident argmax on the others."""
+        probs = torch.softmax(logits.detach(), dim=1)
+        confidence, predicted = probs.max(dim=1, keepdim=True)
+        confident = (confidence >= self.config.prototype_confidence).float()
+        annotated = batch.annotated[:, None, None, None]
+        labels = torch.where(annotated, batch.labels, predicted)
+        keep = torch.where(annotated, torch.ones_like(confident), confident)
+        return labels, keep
+
+    def share_gradients(self) -> None:
+        """Average the projector's gradients over the data-parallel copies (no-op alone)."""
+        if self.peers.world_size > 1:
+            self.peers.average_gradients(self.parameters())
+
+    def close(self) -> None:
+        """Unhook from the student."""
+        self.tap.remove()

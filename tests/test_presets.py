@@ -1,0 +1,51 @@
+"""Method presets: the teachers they name and the parts beyond teachers they switch on."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_ssseg.cli import TRAINING_METHODS
+from napari_ssseg.training.config import METHODS, PART_OFF, PRESET_PARTS, TrainConfig
+
+
+def test_parts_come_from_the_preset_unless_given():
+    assert TrainConfig(method="ssl").part("distill_weight") == 0.0
+    assert TrainConfig(method="ssl").part("cutmix") is False
+    assert TrainConfig(method="uncol").part("distill_weight") == 1.0
+    assert TrainConfig(method="uncol").part("prototype_weight") == 0.0
+    full = TrainConfig(method="full")
+    assert (full.part("distill_weight"), full.part("prototype_weight"), full.part("cutmix")) == (
+        1.0,
+        0.5,
+        True,
+    )
+    # Given explicitly, off included, a part's setting wins over its preset.
+    assert TrainConfig(method="full", cutmix=False).part("cutmix") is False
+    assert TrainConfig(method="uncol", distill_weight=0.0).part("distill_weight") == 0.0
+    assert TrainConfig(method="ssl", prototype_weight=0.25).part("prototype_weight") == 0.25
+
+
+def test_presets_that_use_the_foundation_model():
+    assert TrainConfig(method="full").teachers == ("fused", "shape", "self")
+    for method in ("sc-sam", "uncol", "full"):
+        assert TrainConfig(method=method).uses_foundation_model, method
+    assert not TrainConfig(method="ssl").uses_foundation_model
+    # A feature term alone loads the foundation model too.
+    assert TrainConfig(method="unet", distill_weight=0.5).uses_foundation_model
+
+
+def test_preset_tables_are_consistent():
+    assert set(PRESET_PARTS) <= set(METHODS)
+    assert all(set(parts) <= set(PART_OFF) for parts in PRESET_PARTS.values())
+    assert tuple(METHODS) == TRAINING_METHODS
+
+
+def test_a_negative_part_weight_is_refused_by_name():
+    with pytest.raises(Exception, match="distill_weight must be 0"):
+        TrainConfig(method="uncol", distill_weight=-1.0)
+
+
+def test_a_config_written_and_read_keeps_preset_parts_unset():
+    config = TrainConfig(method="full")
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again.distill_weight is None and again.part("distill_weight") == 1.0

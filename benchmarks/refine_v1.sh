@@ -10,15 +10,12 @@ ITERS=${SSSEG_BENCH_ITERS:-700}
 SETS=${SSSEG_BENCH_SETS:-acdc la}
 mkdir -p "$OUT"
 
+source benchmarks/sparse_sets.sh
+
 stream() {  # stream TAG METHODS
-  if [[ " $SETS " == *" acdc "* ]]; then
-    napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 --max-volumes 10 \
-      --methods "$2" --max-iters "$ITERS" --threads 1 --json "$OUT/acdc_sparse_refine_$1.json"
-  fi
-  if [[ " $SETS " == *" la "* ]]; then
-    napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 --max-volumes 10 \
-      --methods "$2" --max-iters "$ITERS" --threads 1 --json "$OUT/la_sparse_refine_$1.json"
-  fi
+  for set in $SETS; do
+    sparse_bench "$set" "$OUT/${set}_sparse_refine_$1.json" --methods "$2" --max-iters "$ITERS"
+  done
 }
 stream off ssl > "$OUT/sparse_refine_off.log" 2>&1 &
 stream auto ssl+refine > "$OUT/sparse_refine_auto.log" 2>&1 &

@@ -41,6 +41,14 @@ def mask_box(mask: np.ndarray, margin: float = 2.0) -> np.ndarray | None:
 
 
 @torch.no_grad()
+def labels_from_mask_logits(logits: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(H, W) int16 labels from one mask per class: ``logits`` (N, H, W) of the classes
+    ``classes`` (N,); a pixel takes the class with the largest logit among those above 0
+    (foundation-model probability above one half), else background."""
+    best = logits.argmax(axis=0)
+    return np.where(logits.max(axis=0) > 0, classes[best], 0).astype(np.int16)
+
+
 def segment_with_propagated_boxes(
     volume: AnnotatedVolume,
     num_classes: int,
@@ -77,9 +85,7 @@ def segment_with_propagated_boxes(
         prompts = torch.stack([transform.boxes_to_input(box) for _, box in boxes])
         logits = backend.decode(embedding.expand(len(boxes), -1, -1, -1), boxes=prompts)
         logits = transform.logits_to_slice(logits)[:, 0].cpu().numpy()  # (N, H, W)
-        best = logits.argmax(axis=0)
-        classes = np.array([c for c, _ in boxes])
-        out[key] = np.where(logits.max(axis=0) > 0, classes[best], 0)
+        out[key] = labels_from_mask_logits(logits, np.array([c for c, _ in boxes]))
         if on_progress is not None:
             on_progress((done + 1) / len(todo))
     for z in annotated:

@@ -47,16 +47,11 @@ REFINE_MODES = ("off", "auto", "sam")
 better on the annotated slices; ``sam``: refined masks for every class."""
 
 
-def trained_with_foundation(config: TrainConfig) -> bool:
-    """Whether ``config``'s method trained with a foundation-model teacher."""
-    return config.uses_foundation_model
-
-
 def resolve_refine(mode: str | None, config: TrainConfig) -> str:
     """The refine mode to use: ``mode``, or by default ``auto`` for a model trained with a
     foundation teacher and ``off`` otherwise. An unknown mode raises :class:`InputError`."""
     if mode is None:
-        return "auto" if trained_with_foundation(config) else "off"
+        return "auto" if config.uses_foundation_model else "off"
     if mode not in REFINE_MODES:
         raise InputError(f"refine must be one of {', '.join(REFINE_MODES)}, not {mode!r}")
     return mode
@@ -226,10 +221,10 @@ class SliceRefiner:
 
         A slice without foreground comes back as background without running the model.
         """
+        from napari_ssseg.foundation.box_propagation import labels_from_mask_logits
         from napari_ssseg.foundation.embedding_cache import embed_slices
         from napari_ssseg.foundation.prompts import prompts_from_mask
 
-        out = np.zeros(labels.shape, np.int16)
         transform = self.backend.slice_transform(image.shape)
         points = 3 if self.use_points else 0
         prompts, classes = [], []
@@ -245,13 +240,11 @@ class SliceRefiner:
                 prompts.append(prompt)
                 classes.append(c)
         if not prompts:
-            return out
+            return np.zeros(labels.shape, np.int16)
         embedding, _ = embed_slices(self.backend, [image], self.cache)
         logits = self.backend.decode_prompts(embedding.expand(len(prompts), -1, -1, -1), prompts)
         logits = transform.logits_to_slice(logits.float().cpu())[:, 0].numpy()  # (N, H, W)
-        best = logits.argmax(axis=0)
-        out[:] = np.where(logits.max(axis=0) > 0, np.asarray(classes)[best], 0)
-        return out
+        return labels_from_mask_logits(logits, np.asarray(classes))
 
 
 def refine_prediction(

@@ -118,8 +118,8 @@ class FeatureAlignment:
         from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
 
         # The foundation teacher runs on its own (sc-sam) or inside the fused teacher (uncol).
-        flat = [m for t in teachers for m in (getattr(t, "members", None) or [t])]
-        sam = next((t for t in flat if t.name == "sam"), None)
+        parts = [part for teacher in teachers for part in teacher.parts()]
+        sam = next((t for t in parts if t.name == "sam"), None)
         backend = sam.backend if sam is not None else load_backend(config)
         cache = sam.cache if sam is not None else embedding_cache(config)
         bank = EmbeddingBank.build(pool, config.distill_slices, backend, cache)

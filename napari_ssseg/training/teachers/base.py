@@ -47,6 +47,10 @@ class Teacher(ABC):
         (no-op unless the teacher refreshes)."""
         return None
 
+    def parts(self) -> list[Teacher]:
+        """The single teachers this one is made of: itself, or a fused teacher's members."""
+        return [self]
+
 
 def rampup(config: TrainConfig, fraction: float, start: float) -> float:
     """The sigmoid ramp-up of a teacher switched on at ``start``, at progress ``fraction``."""

@@ -112,3 +112,6 @@ class FusedTeacher(Teacher):
     def update(self, student: torch.nn.Module) -> None:
         for member in self.members:
             member.update(student)
+
+    def parts(self) -> list[Teacher]:
+        return [part for member in self.members for part in member.parts()]

@@ -1,0 +1,14 @@
+# Sourced by the benchmark scripts: the sparse protocol of ../shared/data/README.md on one data
+# set, as the issues fix it (LA: first 10 `train` volumes, k = 5; ACDC: first 10 `val`, k = 2),
+# one torch thread. Needs DATA set to the shared data folder.
+sparse_bench() {  # sparse_bench la|acdc JSON [more bench options...]
+  local set=$1 json=$2
+  shift 2
+  case $set in
+    la) napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 \
+          --max-volumes 10 --threads 1 --json "$json" "$@" ;;
+    acdc) napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 \
+          --max-volumes 10 --threads 1 --json "$json" "$@" ;;
+    *) echo "unknown data set $set (la or acdc)" >&2; return 2 ;;
+  esac
+}

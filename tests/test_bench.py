@@ -71,7 +71,51 @@ def test_cases_bench_trains_one_model(tmp_path, capsys):
 def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
     data = make_msd(tmp_path / "data")
     assert main(["bench", "--data", str(data), "--methods", "magic"]) == 2
-    assert "unknown method(s) magic" in capsys.readouterr().err
+    assert "unknown method 'magic'" in capsys.readouterr().err
+    assert main(["bench", "--data", str(data), "--methods", "ssl+glitter"]) == 2
+    assert "unknown part 'glitter'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "teachers", "settings", "refine"),
+    [
+        ("ssl", ("mean", "shape"), {"cutmix": False, "distill_weight": 0.0}, None),
+        ("ssl+sam", ("mean", "shape", "sam"), {}, None),
+        ("ssl-shape+cutmix", ("mean",), {"cutmix": True}, None),
+        (
+            "full-cutmix-distill",
+            ("fused", "shape", "self"),
+            {"cutmix": False, "distill_weight": 0.0, "prototype_weight": 0.5},
+            None,
+        ),
+        ("sc-sam+refine", ("sam",), {}, "auto"),
+        ("unet-refine+prototype", (), {"prototype_weight": 0.5}, "off"),
+        ("ssl-gate", ("mean", "shape"), {}, None),
+    ],
+)
+def test_method_names_switch_parts(name, teachers, settings, refine):
+    from napari_ssseg.bench.methods import make_method
+    from napari_ssseg.training.config import TrainConfig
+
+    method = make_method(name, TrainConfig())
+    assert method.name == name
+    assert method.config.teachers == teachers
+    assert method.refine == refine
+    for setting, value in settings.items():
+        assert method.config.part(setting) == value
+    assert (method.config.teacher_gate_dice == 0.0) == name.endswith("-gate")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("ssl+mean", "ssl has mean"), ("unet-shape", "unet lacks shape"), ("sslx", "unknown method")],
+)
+def test_method_names_refuse_what_they_cannot_mean(name, message):
+    from napari_ssseg.bench.methods import make_method
+    from napari_ssseg.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        make_method(name, TrainConfig())
 
 
 @pytest.mark.shared_data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from napari_ssseg.errors import SsSegError
 from napari_ssseg.training.config import METHODS, PART_OFF, PRESET_PARTS, TrainConfig
 
 
@@ -47,3 +48,13 @@ def test_a_config_written_and_read_keeps_preset_parts_unset():
     config = TrainConfig(method="full")
     again = TrainConfig.from_dict(config.to_dict())
     assert again.distill_weight is None and again.part("distill_weight") == 1.0
+
+
+def test_teachers_override_replaces_the_presets_teachers():
+    config = TrainConfig.from_dict({"method": "ssl", "teachers_override": ["mean", "shape", "sam"]})
+    assert config.teachers == ("mean", "shape", "sam")
+    assert config.uses_foundation_model
+    assert TrainConfig(method="ssl", teachers_override=[]).teachers == ()
+    assert TrainConfig(method="full").teachers == METHODS["full"]
+    with pytest.raises(SsSegError, match="unknown teacher.*glitter"):
+        TrainConfig(teachers_override=("mean", "glitter"))

@@ -16,7 +16,7 @@ from napari_ssseg.baselines.interpolation import interpolate_between_slices
 from napari_ssseg.inference.predict import predict_volume
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.pipeline import train_model
-from napari_ssseg.training.config import METHODS, TrainConfig
+from napari_ssseg.training.config import METHODS, TEACHERS, TrainConfig
 
 
 class Method:
@@ -60,24 +60,21 @@ class Interpolation(Method):
         )
 
 
-REFINED_SUFFIX = "+refine"
-"""A learned method's name with this suffix predicts with ``refine="auto"`` (the foundation
-model's refined masks where they measure better on the annotated slices)."""
-
-
 @dataclass
 class Learned(Method):
     """A trained U-Net; ``config.method`` names the preset (see ``training.config.METHODS``);
-    ``refine`` is the prediction's refine mode (None: the model's default)."""
+    ``refine`` is the prediction's refine mode (None: the model's default); ``label`` the name
+    in tables (default: the preset's)."""
 
     config: TrainConfig
     model: TrainedModel | None = None
     refine: str | None = None
+    label: str | None = None
     learns = True
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return self.config.method + (REFINED_SUFFIX if self.refine == "auto" else "")
+        return self.label or self.config.method
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
@@ -121,25 +118,74 @@ class SamBox(Method):
         )
 
 
-METHOD_NAMES = (
-    "interp",
-    "interp-nn",
-    "sam-box",
-    *METHODS,
-    *(method + REFINED_SUFFIX for method in METHODS),
-)
+PARTS: dict[str, tuple[dict, dict]] = {
+    "cutmix": ({"cutmix": True}, {"cutmix": False}),
+    "distill": ({"distill_weight": 1.0}, {"distill_weight": 0.0}),
+    "prototype": ({"prototype_weight": 0.5}, {"prototype_weight": 0.0}),
+    "gate": ({"teacher_gate_dice": 0.8}, {"teacher_gate_dice": 0.0}),
+}
+"""Training parts a learned method's name can switch on (``+part``) or off (``-part``), as
+the settings each way. Teacher names (``training.config.TEACHERS``) add or drop teachers, and
+``refine`` sets the prediction's refine mode to auto (``+``) or off (``-``)."""
+
+FIXED_METHODS = ("interp", "interp-nn", "sam-box")
+
+
+def _changes(name: str) -> list[tuple[str, str]]:
+    """``ssl+sam-shape`` -> [("+", "sam"), ("-", "shape")] (what follows the preset)."""
+    out, sign, word = [], "", ""
+    for char in name:
+        if char in "+-" and sign:
+            out.append((sign, word))
+            sign, word = char, ""
+        elif char in "+-":
+            sign = char
+        else:
+            word += char
+    if sign:
+        out.append((sign, word))
+    return out
 
 
 def make_method(name: str, config: TrainConfig) -> Method:
-    """Build a method by its benchmark name; ``config`` is the base training settings."""
+    """Build a method by its benchmark name; ``config`` is the base training settings.
+
+    Learned methods are a preset of ``training.config.METHODS`` followed by any number of
+    ``+part`` / ``-part`` switches (ablations): ``ssl+sam`` (ssl with the foundation-model
+    teacher added), ``full-cutmix``, ``unet+refine``. Raises ``ValueError`` naming what is
+    not understood.
+    """
     if name == "interp":
         return Interpolation(extrapolate=False)
     if name == "interp-nn":
         return Interpolation(extrapolate=True)
     if name == "sam-box":
         return SamBox(config)
-    if name in METHODS:
-        return Learned(replace(config, method=name))
-    if name.endswith(REFINED_SUFFIX) and name.removesuffix(REFINED_SUFFIX) in METHODS:
-        return Learned(replace(config, method=name.removesuffix(REFINED_SUFFIX)), refine="auto")
-    raise ValueError(name)
+    base = next((m for m in sorted(METHODS, key=len, reverse=True) if name.startswith(m)), None)
+    rest = name[len(base) :] if base else name
+    if base is None or (rest and rest[0] not in "+-"):
+        raise ValueError(
+            f"unknown method {name!r}: a learned method is one of {', '.join(METHODS)}, "
+            "optionally followed by +part/-part switches"
+        )
+    teachers = list(METHODS[base])
+    settings: dict = {"method": base}
+    refine = None
+    for sign, part in _changes(rest):
+        if part in TEACHERS:
+            if sign == "+" and part not in teachers:
+                teachers.append(part)
+            elif sign == "-" and part in teachers:
+                teachers.remove(part)
+            else:
+                raise ValueError(f"{name}: {base} {'has' if sign == '+' else 'lacks'} {part}")
+        elif part in PARTS:
+            settings.update(PARTS[part][0 if sign == "+" else 1])
+        elif part == "refine":
+            refine = "auto" if sign == "+" else "off"
+        else:
+            known = ", ".join([*TEACHERS, *PARTS, "refine"])
+            raise ValueError(f"{name}: unknown part {part!r}; parts: {known}")
+    if tuple(teachers) != METHODS[base]:
+        settings["teachers_override"] = tuple(teachers)
+    return Learned(replace(config, **settings), refine=refine, label=name)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, Project, default_slice_axis
-from napari_ssseg.bench.methods import METHOD_NAMES, Method, make_method
+from napari_ssseg.bench.methods import FIXED_METHODS, Method, make_method
 from napari_ssseg.bench.metrics import (
     PeakMemory,
     dice_per_class,
@@ -223,18 +223,16 @@ def format_table(results: dict[str, MethodResult], class_names: list[str]) -> st
 
 def run_benchmark(settings: BenchSettings) -> dict:
     """Run the benchmark, print a table, write JSON (updated after every volume)."""
-    unknown = [m for m in settings.methods if m not in METHOD_NAMES]
-    if unknown:
-        raise SsSegError(
-            f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHOD_NAMES)}"
-        )
-    dataset = read_msd(settings.data)
-    num_classes = max(i for i in dataset.labels if i > 0)
-    class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
     config = TrainConfig(seed=settings.seed, device=settings.device, max_time=settings.max_time)
     if settings.max_iters is not None:
         config.max_iters = settings.max_iters
-    methods: list[Method] = [make_method(m, config) for m in settings.methods]
+    try:
+        methods: list[Method] = [make_method(m, config) for m in settings.methods]
+    except ValueError as error:
+        raise SsSegError(f"{error} (or one of {', '.join(FIXED_METHODS)})") from None
+    dataset = read_msd(settings.data)
+    num_classes = max(i for i in dataset.labels if i > 0)
+    class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
     results = {m.name: MethodResult(m.name) for m in methods}
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

@@ -40,6 +40,9 @@ slice, each pixel taken from the member with the lower uncertainty (the teachers
 :data:`FUSED_MEMBERS`; ``training/teachers/fused.py``), with feature distillation.
 ``full``: every part on (see :data:`PRESET_PARTS`)."""
 
+TEACHERS: tuple[str, ...] = ("mean", "shape", "connect", "self", "sam", "fused")
+"""Every teacher a run can train with (``training/teachers``)."""
+
 FUSED_MEMBERS: tuple[str, ...] = ("mean", "sam")
 """The teachers whose targets the ``fused`` teacher fuses (earlier ones win ties)."""
 
@@ -68,6 +71,9 @@ class TrainConfig:
 
     # The benchmark (README, engine v3): ssl 91.6 vs unet 86.7 Dice on LA, 82.8 vs 84.0 on ACDC.
     method: str = "ssl"
+    # The teachers to train with instead of the method's (None: the method's; ablations, e.g.
+    # ssl with the foundation-model teacher added, are written this way).
+    teachers_override: tuple[str, ...] | None = None
     image_size: int = 128
     context: int = 0
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -162,12 +168,19 @@ class TrainConfig:
                 f"training setting intensity must be an object, not {self.intensity!r}"
             )
         self.channels = tuple(int(c) for c in self.channels)
+        if self.teachers_override is not None:
+            self.teachers_override = tuple(self.teachers_override)
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`SsSegError` naming the first bad setting."""
         if self.method not in METHODS:
             raise SsSegError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        unknown = sorted(set(self.teachers) - set(TEACHERS))
+        if unknown:
+            raise SsSegError(
+                f"unknown teacher(s) {', '.join(unknown)}; choose from {', '.join(TEACHERS)}"
+            )
         stride = 2 ** (len(self.channels) - 1)
         if self.image_size < stride or self.image_size % stride:
             raise SsSegError(
@@ -259,7 +272,9 @@ class TrainConfig:
 
     @property
     def teachers(self) -> tuple[str, ...]:
-        """The teachers of this run's method."""
+        """The teachers of this run: ``teachers_override`` if given, else the method's."""
+        if self.teachers_override is not None:
+            return self.teachers_override
         return METHODS[self.method]
 
     @property

@@ -5,6 +5,7 @@ input, and short training runs (a stand-in encoder; real LiteMedSAM in the slow 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -290,6 +291,23 @@ def test_run_with_both_terms_reports_them_and_trains_the_projector(tmp_path, mon
     check_feature_run(result, built)
     assert echo.embedded == config.distill_slices  # embedded once for the whole run
     assert all({"distill", "prototype"} <= set(p.losses) for p in result.history)
+
+
+def test_the_time_budget_covers_embedding_the_bank(tmp_path, monkeypatch):
+    # Embedding the bank's slices happens before the first step (seconds per slice with a
+    # real encoder on a CPU); it is part of the run's time, and the run still makes a model.
+    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
+    build = EmbeddingBank.build.__func__
+
+    def slow_build(cls, *args, **kwargs):
+        time.sleep(0.6)
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingBank, "build", classmethod(slow_build))
+    config = tiny_config(tmp_path, max_iters=1000, max_time=0.5, distill_weight=1.0)
+    result = train(synthetic_project(), config)
+    assert result.iterations == 1
+    assert result.elapsed >= 0.6
 
 
 def test_terms_off_build_load_and_draw_nothing(tmp_path, monkeypatch):

@@ -182,6 +182,9 @@ def train(
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device).train()
+    # The budget covers the teachers' and the feature bank's set-up (foundation-model
+    # embeddings: seconds per slice on a CPU), not only the steps.
+    start = time.monotonic()
     teachers = build_teachers(config.teachers, project, pool, model, config, device)
     # Built before the copies' streams part, so every copy starts with the same projector;
     # None (nothing built, nothing drawn) when both feature weights are 0.
@@ -204,7 +207,6 @@ def train(
     probe = [pool.labelled[i] for i in np.linspace(0, len(pool.labelled) - 1, 8).astype(int)]
     probe = list(dict.fromkeys(probe))
     history: list[TrainProgress] = []
-    start = time.monotonic()
     iteration = 0
     stopped_early = False
     # Whether the student has learnt the annotated slices well enough for teachers to start.
@@ -217,8 +219,10 @@ def train(
             fraction = max(fraction, elapsed / config.max_time)
         asked_to_stop = should_stop is not None and should_stop()
         fraction, asked_to_stop = replica.agree(fraction, asked_to_stop)
-        if fraction >= 1.0:
+        # A budget spent on set-up still gets one step, so a model comes out.
+        if fraction >= 1.0 and iteration > 0:
             break
+        fraction = min(fraction, 1.0)
         if asked_to_stop:
             stopped_early = True
             break

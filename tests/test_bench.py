@@ -118,6 +118,32 @@ def test_method_names_refuse_what_they_cannot_mean(name, message):
         make_method(name, TrainConfig())
 
 
+def test_each_volume_starts_with_an_empty_embedding_cache(monkeypatch):
+    # A method must not get embeddings another method (or volume) made: its seconds and its
+    # training budget are those of a first run.
+    from napari_ssseg.bench import methods
+    from napari_ssseg.training.config import TrainConfig
+
+    caches: list[Path] = []
+
+    class Done(Exception):
+        pass
+
+    def fake_train(project, config):
+        caches.append(Path(config.embedding_cache))
+        assert caches[-1].is_dir() and not any(caches[-1].iterdir())
+        (caches[-1] / "made-by-this-run").write_text("embedding")
+        raise Done
+
+    monkeypatch.setattr(methods, "train_model", fake_train)
+    method = methods.make_method("uncol", TrainConfig())
+    for _ in range(2):
+        with pytest.raises(Done):
+            method.segment_sparse(None, 1)
+    assert len(set(caches)) == 2
+    assert not any(cache.exists() for cache in caches)
+
+
 @pytest.mark.shared_data
 def test_la_protocol_slices_on_real_volume():
     from napari_ssseg.bench.protocols import sparse_slice_indices

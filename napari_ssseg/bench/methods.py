@@ -3,11 +3,16 @@
 A method segments one volume of the sparse protocol from its revealed slices
 (:meth:`Method.segment_sparse`), and for the cases protocol learns from a project once
 (:meth:`Method.fit`) and then segments unseen volumes (:meth:`Method.segment`).
+
+Methods that use the foundation model start every volume (sparse) and every fit (cases)
+with an empty embedding cache of their own, so each is timed, and given its budget, as a
+first run on that data: no method gets embeddings another one made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import tempfile
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -71,6 +76,7 @@ class Learned(Method):
     refine: str | None = None
     label: str | None = None
     learns = True
+    _fit_cache: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -78,12 +84,16 @@ class Learned(Method):
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
-        model = train_model(project, self.config)
-        self.last_steps = model.summary["iterations"]
-        return predict_volume(model, volume, refine=self.refine).labels
+        with tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-") as cache:
+            model = train_model(project, replace(self.config, embedding_cache=cache))
+            self.last_steps = model.summary["iterations"]
+            return predict_volume(model, volume, refine=self.refine).labels
 
     def fit(self, project: Project) -> None:
-        self.model = train_model(project, self.config)
+        # The cache lives until the next fit: segment() refines with it.
+        self._fit_cache = tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-")
+        config = replace(self.config, embedding_cache=self._fit_cache.name)
+        self.model = train_model(project, config)
         self.last_steps = self.model.summary["iterations"]
 
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
@@ -102,20 +112,18 @@ class SamBox(Method):
 
     def __post_init__(self) -> None:
         self._backend = None
-        self._cache = None
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         from napari_ssseg.foundation.box_propagation import segment_with_propagated_boxes
-        from napari_ssseg.foundation.checkpoints import default_cache_dir
         from napari_ssseg.foundation.embedding_cache import EmbeddingCache
         from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
 
         if self._backend is None:
             self._backend = LiteMedSamBackend.load()
-            self._cache = EmbeddingCache(default_cache_dir() / "embeddings")
-        return segment_with_propagated_boxes(
-            volume, num_classes, self._backend, self._cache, self.config.intensity
-        )
+        with tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-") as folder:
+            return segment_with_propagated_boxes(
+                volume, num_classes, self._backend, EmbeddingCache(folder), self.config.intensity
+            )
 
 
 PARTS: dict[str, tuple[dict, dict]] = {

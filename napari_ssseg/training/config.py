@@ -122,6 +122,11 @@ class TrainConfig:
     sam_lora_rank: int = 4
     sam_lr: float = 5e-4
     sam_tune_steps: int = 2
+    # Per-class trust in the foundation model, measured at every refresh on (up to 8) annotated
+    # slices: its masks prompted with each labelled class's box must reach this Dice with the
+    # user's labels, or the class is not taught from its masks (0: trust every class).
+    # LiteMedSAM's box-prompted mask of ACDC's myocardium ring is the filled disc.
+    sam_trust_dice: float = 0.0
     # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
     fused_weight: float = 1.0
     # Feature-level guidance from the frozen foundation encoder (training/feature_alignment.py),
@@ -221,6 +226,8 @@ class TrainConfig:
             raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")
         if self.sam_refresh < 1 or self.sam_slices < 1 or self.sam_weight < 0:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
+        if not 0.0 <= self.sam_trust_dice <= 1.0:
+            raise SsSegError(f"sam_trust_dice must lie in [0, 1], not {self.sam_trust_dice}")
         if not self.fused_weight >= 0:
             raise SsSegError(f"fused_weight must be 0 or more, not {self.fused_weight}")
         for name in ("distill_weight", "prototype_weight"):

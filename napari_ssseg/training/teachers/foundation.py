@@ -11,6 +11,13 @@ where it disagrees with the student's argmax, so disagreements count less (UnCoL
 Embeddings come from an on-disk cache keyed by slice content, so a retrain does not recompute
 them.
 
+Per-class trust (``sam_trust_dice`` > 0): at every refresh the foundation model, prompted with
+the box of each class the user labelled, segments up to 8 annotated slices; a class whose masks
+there reach a Dice below ``sam_trust_dice`` with the user's labels is not taught: pixels where
+the foundation model or the student says that class get confidence 0. A box-prompted model
+fills a ring (ACDC's myocardium) and, with it, the cavity inside; the student would learn both
+wrong.
+
 The other direction: with ``sam_lora_rank`` > 0 the foundation model's mask decoder gets LoRA
 adapters (peft) that learn, at every refresh, for ``sam_tune_steps`` steps: from the user's
 labels on annotated slices (box of each labelled class -> mask, Dice + BCE) and, with the
@@ -100,6 +107,17 @@ class SamTeacher(Teacher):
             data = normalise_intensity(volume.image.data, config.intensity)
             self.sources[v] = np.moveaxis(data, volume.axis, 0)
         self.candidates = [ref for ref in pool.unlabelled if ref[0] in self.sources]
+        # The user's labels on annotated slices of the volumes the teacher works on, (H, W).
+        self.labelled: list[tuple[int, int, np.ndarray]] = []
+        for v in self.sources:
+            volume = project.volumes[v]
+            labels = np.moveaxis(volume.labels, volume.axis, 0)
+            for z in volume.annotated_slices:
+                if labels[z].any():
+                    self.labelled.append((v, z, labels[z]))
+        # Classes taught from the foundation model's masks (index 0, background, unused).
+        self.trusted = np.ones(self.num_classes, dtype=bool)
+        self.trust_dice: list[float | None] = [None] * self.num_classes
         self._next = 0
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
@@ -137,6 +155,8 @@ class SamTeacher(Teacher):
             self._share_embeddings(refs + labelled)
         if self.tuner is not None:
             self.tuner.step(refs, probs, fraction)
+        if self.config.sam_trust_dice > 0:
+            self._measure_trust()
         for ref, target in zip(refs, self._refreshed_targets(refs, probs), strict=True):
             if target is not None:
                 self._targets[ref] = target
@@ -144,6 +164,50 @@ class SamTeacher(Teacher):
                 self._targets.pop(ref, None)
         self.refreshed = iteration
         self.version += 1
+
+    def _measure_trust(self) -> None:
+        """Dice of the foundation model's box-prompted masks with the user's labels, per class,
+        pooled over up to 8 annotated slices; sets :attr:`trusted`. A class with no labelled
+        voxel there is not trusted (nothing shows the model can segment it); with no labelled
+        slice at all, every class stays trusted."""
+        from napari_ssseg.foundation.embedding_cache import embed_slices
+        from napari_ssseg.foundation.prompts import prompts_from_mask
+
+        if not self.labelled:
+            return
+        chosen = np.linspace(0, len(self.labelled) - 1, min(8, len(self.labelled))).astype(int)
+        overlap = np.zeros(self.num_classes)
+        total = np.zeros(self.num_classes)
+        for i in dict.fromkeys(chosen.tolist()):
+            v, z, labels = self.labelled[i]
+            image = self.sources[v][z]
+            transform = self.backend.slice_transform(image.shape)
+            prompts, classes = [], []
+            for c in range(1, self.num_classes):
+                prompt = prompts_from_mask(
+                    (labels == c).astype(np.float32),
+                    n_positive=0,
+                    n_negative=0,
+                    transform=transform,
+                )
+                if prompt is not None:
+                    prompts.append(prompt)
+                    classes.append(c)
+            if not prompts:
+                continue
+            embedding, _ = embed_slices(self.backend, [image], self.cache)
+            logits = self.backend.decode_prompts(
+                embedding.expand(len(prompts), -1, -1, -1), prompts
+            )
+            masks = (transform.logits_to_slice(logits.cpu())[:, 0] > 0).numpy()
+            for mask, c in zip(masks, classes, strict=True):
+                truth = labels == c
+                overlap[c] += 2 * np.logical_and(mask, truth).sum()
+                total[c] += mask.sum() + truth.sum()
+        dice = np.divide(overlap, total, out=np.zeros_like(overlap), where=total > 0)
+        measured = [float(d) if t > 0 else None for d, t in zip(dice, total, strict=True)]
+        self.trust_dice = [None, *measured[1:]]
+        self.trusted = (total > 0) & (dice >= self.config.sam_trust_dice)
 
     def _share_embeddings(self, refs: list[SliceRef]) -> None:
         """Put the embeddings of ``refs`` into every copy's cache, each made only once."""
@@ -232,6 +296,13 @@ class SamTeacher(Teacher):
         confidence = (2 * winner - 1).clamp(0, 1)
         agrees = on_grid.argmax(dim=0) == prob.argmax(dim=0)
         confidence = torch.where(agrees, confidence, 0.5 * confidence)
+        distrusted = torch.from_numpy(~self.trusted[1:]).nonzero()[:, 0] + 1
+        if len(distrusted) == self.num_classes - 1:
+            return None
+        if len(distrusted):
+            about = torch.isin(on_grid.argmax(dim=0), distrusted)
+            about |= torch.isin(prob.argmax(dim=0), distrusted)
+            confidence = torch.where(about, 0.0, confidence)
         return torch.cat([on_grid, confidence[None]])
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
@@ -269,14 +340,7 @@ class _DecoderTuner:
         self.parameters = [p for p in teacher.backend.parameters() if p.requires_grad]
         self.peers.broadcast(self.parameters)
         self.optimizer = torch.optim.AdamW(self.parameters, lr=config.sam_lr)
-        # The user's labels on annotated slices of the volumes the teacher works on, (H, W).
-        self.labelled: list[tuple[int, int, np.ndarray]] = []
-        for v in teacher.sources:
-            volume = project.volumes[v]
-            labels = np.moveaxis(volume.labels, volume.axis, 0)
-            for z in volume.annotated_slices:
-                if labels[z].any():
-                    self.labelled.append((v, z, labels[z]))
+        self.labelled = teacher.labelled
         self.rng = np.random.default_rng(self.peers.seed(config.seed))
 
     @torch.enable_grad()  # called from SamTeacher.prepare, which runs under no_grad

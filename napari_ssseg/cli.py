@@ -41,7 +41,7 @@ TRAINING_METHODS = (
 DEFAULT_METHOD = "ssl"
 """``TrainConfig.method``'s default, repeated for the same reason (a test keeps them equal)."""
 REFINE_MODES = ("off", "auto", "sam")
-"""``inference.sam_refine.REFINE_MODES``, repeated so ``--help`` needs no torch import."""
+"""``training.config.REFINE_MODES``, repeated so ``--help`` needs no torch import."""
 MAX_LISTED_SLICES = 100_000
 """More slice indices than any volume has (NIfTI-1 axes stop at 32767): a longer list or range
 is a typo, refused before it fills the memory."""

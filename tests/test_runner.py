@@ -128,3 +128,21 @@ def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
     assert "Traceback" not in runner.message
     after = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
     assert after == before
+
+
+def test_results_carry_the_refinement_report(tmp_path):
+    from napari_ssseg.inference.predict import Prediction
+    from napari_ssseg.runner.results import RunResult, VolumeResult, read_results, write_results
+
+    prediction = Prediction(
+        labels=np.zeros((4, 4, 3), np.int16),
+        uncertainty=np.zeros((4, 4, 3), np.float32),
+        slice_scores=np.zeros(3),
+        annotated=[1],
+        axis=2,
+    )
+    report = "refine auto (litemedsam, Dice on 1 annotated slice(s), ...): liver: ... -> unet"
+    volumes = [VolumeResult("a", prediction, refinement=report), VolumeResult("b", prediction)]
+    folder = write_results(RunResult(tmp_path / "model", {}, volumes), tmp_path / "results")
+    back = read_results(folder)
+    assert [v.refinement for v in back.volumes] == [report, None]

@@ -12,7 +12,7 @@ import torch
 from napari_ssseg import cli
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.data.intensity import IntensityConfig
-from napari_ssseg.errors import InputError
+from napari_ssseg.errors import InputError, SsSegError
 from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.transforms import SliceTransform
 from napari_ssseg.inference.sam_refine import (
@@ -119,10 +119,14 @@ def test_default_mode_follows_the_training_method():
     assert resolve_refine(None, TrainConfig(method="ssl")) == "off"
     assert resolve_refine(None, TrainConfig(method="unet")) == "off"
     assert resolve_refine(None, TrainConfig(method="sc-sam")) == "auto"
-    uncol = TrainConfig()
-    uncol.method = "uncol"  # a foundation-teacher method being added beside this work
-    assert resolve_refine(None, uncol) == "auto"
+    assert resolve_refine(None, TrainConfig(method="uncol")) == "auto"
     assert resolve_refine("sam", TrainConfig(method="unet")) == "sam"
+    # The model's own setting (from training, e.g. the dock's Refine choice) comes next.
+    assert resolve_refine(None, TrainConfig(method="ssl", refine="auto")) == "auto"
+    assert resolve_refine(None, TrainConfig(method="sc-sam", refine="off")) == "off"
+    assert resolve_refine("sam", TrainConfig(method="sc-sam", refine="off")) == "sam"
+    with pytest.raises(SsSegError, match="refine must be one of off, auto, sam"):
+        TrainConfig(refine="on")
     with pytest.raises(InputError, match="refine must be one of off, auto, sam, not 'on'"):
         resolve_refine("on", TrainConfig())
     assert cli.REFINE_MODES == REFINE_MODES

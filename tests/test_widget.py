@@ -13,6 +13,7 @@ from napari_ssseg.io.nifti import read_volume
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.project_store import load_project
 from napari_ssseg.runner import LocalRunner, RunResult, VolumeResult
+from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.widgets.session import AnnotationSession, parse_class_names
 
 TINY = {"image_size": 64, "channels": [8, 16, 32], "max_iters": 30, "inference_passes": 2}
@@ -291,6 +292,10 @@ def test_foundation_model_and_checkpoint_reach_the_training_settings(ct_widget, 
     values = widget.training_config()
     assert values["foundation_model"] == "sam_vit_b"
     assert values["foundation_checkpoint"] == str(tmp_path / "sam_vit_b.pth")
+    assert values["refine"] is None  # left to the method
+    widget.refine_combo.setCurrentText("auto")
+    assert widget.training_config()["refine"] == "auto"
+    TrainConfig.from_dict(widget.training_config())  # a valid training setting
 
 
 @pytest.mark.gui
@@ -422,6 +427,8 @@ def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
     print(f"sc-sam click to result layers: {widget.last_click_to_result:.1f} s")
     assert "sam" in seen
     assert "pseudo-labels" in viewer.layers
+    # Predicted with refine auto (the method's default); its choice is shown.
+    assert "refine auto (litemedsam" in widget.status_label.text(), widget.status_label.text()
     assert any((tmp_path / "embeddings").rglob("*.safetensors"))
 
 

@@ -40,16 +40,15 @@ import torch
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.data.intensity import IntensityConfig, apply_intensity, intensity_transform
 from napari_ssseg.errors import InputError
-from napari_ssseg.training.config import TrainConfig
-
-REFINE_MODES = ("off", "auto", "sam")
-"""``off``: the U-Net alone; ``auto``: refined masks for the classes where they measure
-better on the annotated slices; ``sam``: refined masks for every class."""
+from napari_ssseg.training.config import REFINE_MODES, TrainConfig
 
 
 def resolve_refine(mode: str | None, config: TrainConfig) -> str:
-    """The refine mode to use: ``mode``, or by default ``auto`` for a model trained with a
-    foundation teacher and ``off`` otherwise. An unknown mode raises :class:`InputError`."""
+    """The refine mode to use: ``mode``, else the model's own ``config.refine``, else ``auto``
+    for a model trained with a foundation teacher and ``off`` otherwise. An unknown mode
+    raises :class:`InputError`."""
+    if mode is None:
+        mode = config.refine
     if mode is None:
         return "auto" if config.uses_foundation_model else "off"
     if mode not in REFINE_MODES:

@@ -2,7 +2,8 @@
 
 Layout of a results folder (written by the child, read by the parent)::
 
-    result.json           model folder, run summary, per volume: name, axis, annotated, probes
+    result.json           model folder, run summary, per volume: name, axis, annotated, probes,
+                          the foundation-model refinement's one-line report (or null)
     labels_<i>.npy        (X, Y, Z) int16 pseudo-labels (user labels on annotated slices)
     uncertainty_<i>.npy   (X, Y, Z) float32 normalised entropy in [0, 1]
     scores_<i>.npy        (N,) float per slice along the axis
@@ -37,12 +38,19 @@ class VolumeResult:
         probe_slices: the probe slice indices along ``prediction.axis``.
         probe_labels: (P, H, W) int16 network labels there, before the user's labels were
             put back; P = len(probe_slices).
+        refinement: what the foundation-model refinement measured and chose, one line
+            (:meth:`~napari_ssseg.inference.sam_refine.Refinement.summary`); None when off.
     """
 
     name: str
     prediction: Prediction
     probe_slices: list[int] = field(default_factory=list)
     probe_labels: np.ndarray | None = None
+    refinement: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.refinement is None and self.prediction.refinement is not None:
+            self.refinement = self.prediction.refinement.summary()
 
 
 @dataclass
@@ -74,6 +82,7 @@ def write_results(result: RunResult, folder: str | Path) -> Path:
                     "annotated": [int(s) for s in prediction.annotated],
                     "probe_slices": [int(s) for s in volume.probe_slices],
                     "has_probes": volume.probe_labels is not None,
+                    "refinement": volume.refinement,
                 }
             )
         settings = {
@@ -119,6 +128,7 @@ def read_results(folder: str | Path) -> RunResult:
                 prediction=prediction,
                 probe_slices=list(entry["probe_slices"]),
                 probe_labels=load("probes") if entry["has_probes"] else None,
+                refinement=entry.get("refinement"),
             )
         )
     return RunResult(Path(settings["model_dir"]), dict(settings["summary"]), volumes)

@@ -214,7 +214,8 @@ def _predict(
     model: Any, volume: VolumeInput, annotated: AnnotatedVolume, events: Any, stop: Any
 ) -> VolumeResult:
     """Predict one volume as the CLI does. With probe slices, predict it a second time with
-    those slices left unannotated, to read the network's own labels there."""
+    those slices left unannotated, to read the network's own labels there (the U-Net's,
+    without the foundation model's refinement)."""
     from napari_ssseg.inference.predict import predict_volume
 
     start = time.monotonic()
@@ -233,6 +234,6 @@ def _predict(
         return VolumeResult(volume.name, prediction)
     kept = [i for i in annotated.annotated_slices if i not in probes]
     unprobed = AnnotatedVolume.from_labels(annotated.image, annotated.labels, annotated.axis, kept)
-    raw = predict_volume(model, unprobed, on_progress=check_stop).labels
+    raw = predict_volume(model, unprobed, on_progress=check_stop, refine="off").labels
     probe_labels = np.stack([raw[slice_index(annotated.axis, i)] for i in probes])
     return VolumeResult(volume.name, prediction, probes, probe_labels.astype(np.int16))

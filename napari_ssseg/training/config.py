@@ -46,6 +46,11 @@ TEACHERS: tuple[str, ...] = ("mean", "shape", "connect", "self", "sam", "fused")
 FUSED_MEMBERS: tuple[str, ...] = ("mean", "sam")
 """The teachers whose targets the ``fused`` teacher fuses (earlier ones win ties)."""
 
+REFINE_MODES: tuple[str, ...] = ("off", "auto", "sam")
+"""How predictions are refined by the foundation model: ``off``, the U-Net alone; ``auto``,
+refined masks for the classes where they measure better on the annotated slices; ``sam``,
+refined masks for every class (``inference/sam_refine.py``)."""
+
 PART_OFF: dict[str, Any] = {"distill_weight": 0.0, "prototype_weight": 0.0, "cutmix": False}
 """The parts beyond teachers, each a setting, and its value when off."""
 
@@ -150,6 +155,9 @@ class TrainConfig:
     cutmix_area: float = 0.25
     cutmix_anneal: float = 1.0
     inference_passes: int = 8
+    # How this model's predictions are refined unless the prediction asks otherwise (one of
+    # REFINE_MODES; None: auto for models trained with the foundation model, else off).
+    refine: str | None = None
     # Steps between reports of the agreement with the labels on annotated slices (0: never).
     agreement_every: int = 50
     # Teachers wait until the student reproduces every class on the annotated slices it is
@@ -210,6 +218,10 @@ class TrainConfig:
             raise SsSegError(f"consistency_loss must be mse or ce, not {self.consistency_loss!r}")
         if self.batch_size < 1 or self.unlabelled_batch_size < 1:
             raise SsSegError("batch_size and unlabelled_batch_size must be at least 1")
+        if self.refine is not None and self.refine not in REFINE_MODES:
+            raise SsSegError(
+                f"refine must be one of {', '.join(REFINE_MODES)} (or null), not {self.refine!r}"
+            )
         if self.inference_passes < 1 or self.teacher_passes < 1:
             raise SsSegError("inference_passes and teacher_passes must be at least 1")
         if self.teacher_refresh < 1 or self.teacher_cache < 1:

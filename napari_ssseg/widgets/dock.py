@@ -150,6 +150,7 @@ class SsSegWidget(QWidget):
         self.device_combo = self.settings.device_combo
         self.foundation_combo = self.settings.foundation_combo
         self.checkpoint_edit = self.settings.checkpoint_edit
+        self.refine_combo = self.settings.refine_combo
         self.cluster_edit = self.settings.cluster_edit
         self.workers_spin = self.settings.workers_spin
         self.train_button = QPushButton("Train")
@@ -555,9 +556,11 @@ class SsSegWidget(QWidget):
         self._show_results()
         self.last_click_to_result = time.monotonic() - self._clicked_at
         summary = result.summary
+        refined = [v.refinement for v in result.volumes if v.name == self.session.image.name]
         self.status_label.setText(
             f"done: {summary.get('iterations')} steps in {summary.get('seconds')} s; "
             f"results after {self.last_click_to_result:.0f} s"
+            + (f"\n{refined[0]}" if refined and refined[0] else "")
         )
         self._show_agreement()
         self.autosave()

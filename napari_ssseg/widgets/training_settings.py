@@ -1,5 +1,5 @@
-"""The training settings a user picks in the dock: method preset, time budget, device and
-foundation model."""
+"""The training settings a user picks in the dock: method preset, time budget, device,
+foundation model and how predictions are refined by it."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ssseg.foundation.registry import model_cards
-from napari_ssseg.training.config import METHODS, TrainConfig
+from napari_ssseg.training.config import METHODS, REFINE_MODES, TrainConfig
 
 DEFAULT_BUDGET_S = 60.0
+REFINE_DEFAULT = "by method"
+"""The refine choice that leaves it to the method (auto with the foundation model, else off)."""
 
 
 class TrainingSettings(QWidget):
@@ -43,6 +45,13 @@ class TrainingSettings(QWidget):
         self.foundation_combo.setCurrentText(defaults.foundation_model)
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("checkpoint file (empty: bundled LiteMedSAM)")
+        self.refine_combo = QComboBox()
+        self.refine_combo.addItems([REFINE_DEFAULT, *REFINE_MODES])
+        self.refine_combo.setToolTip(
+            "refine the pseudo-labels with the foundation model: auto takes its masks for the "
+            "classes where they match your labels better; by method: auto for methods that "
+            "train with it, else off"
+        )
         # Runner settings, not TrainConfig fields: where the job runs.
         self.cluster_edit = QLineEdit()
         self.cluster_edit.setPlaceholderText("Ray cluster address (empty: this machine)")
@@ -56,17 +65,20 @@ class TrainingSettings(QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Foundation model", self.foundation_combo)
         form.addRow("Checkpoint", self.checkpoint_edit)
+        form.addRow("Refine", self.refine_combo)
         form.addRow("Cluster", self.cluster_edit)
         form.addRow("Workers", self.workers_spin)
 
     def values(self) -> dict[str, Any]:
         """The chosen :class:`TrainConfig` fields."""
+        refine = self.refine_combo.currentText()
         return {
             "method": self.method_combo.currentText(),
             "max_time": float(self.budget_spin.value()),
             "device": self.device_combo.currentText(),
             "foundation_model": self.foundation_combo.currentText(),
             "foundation_checkpoint": self.checkpoint_edit.text().strip() or None,
+            "refine": None if refine == REFINE_DEFAULT else refine,
         }
 
     def cluster(self) -> tuple[str | None, int]:

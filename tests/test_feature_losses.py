@@ -310,6 +310,38 @@ def test_the_time_budget_covers_embedding_the_bank(tmp_path, monkeypatch):
     assert result.elapsed >= 0.6
 
 
+def test_precomputed_embeddings_leave_the_run_nothing_to_embed(tmp_path, monkeypatch):
+    from napari_ssseg.foundation.precompute import precompute_embeddings
+
+    class EchoWithDecoder(ImageEchoBackend):
+        def decode_prompts(self, embeddings, prompts):
+            return torch.zeros(len(prompts), 1, 64, 64)
+
+    echo = EchoWithDecoder()
+    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+    project = synthetic_project()
+    # uncol: the fused teacher's foundation member (source slices, trust measured on the
+    # annotated ones) and distillation's bank (network-size slices).
+    config = tiny_config(
+        tmp_path,
+        method="uncol",
+        max_iters=6,
+        sam_refresh=2,
+        sam_slices=4,
+        ssl_start=0.0,
+        teacher_gate_dice=0.0,
+        sam_lora_rank=0,
+        sam_trust_dice=0.5,
+    )
+    made = precompute_embeddings(project, config)
+    depth = project.volumes[0].image.shape[2]
+    assert made == echo.embedded == depth + config.distill_slices
+    assert precompute_embeddings(project, config) == 0  # all cached now
+    train(project, config)
+    assert echo.embedded == made  # the run itself embedded nothing
+    assert precompute_embeddings(project, tiny_config(tmp_path, method="ssl")) == 0
+
+
 def test_terms_off_build_load_and_draw_nothing(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the feature terms are off: nothing of them may be built")

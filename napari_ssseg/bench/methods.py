@@ -12,6 +12,7 @@ first run on that data: no method gets embeddings another one made.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -31,6 +32,8 @@ class Method:
     learns = False
     last_steps: int | None = None
     """Training steps of the last model fitted (None for methods that do not train)."""
+    last_untimed: float = 0.0
+    """Seconds of the last call spent on work left out of its time (precomputed embeddings)."""
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         """(X, Y, Z) labels from the annotated slices of ``volume``."""
@@ -76,6 +79,8 @@ class Learned(Method):
     refine: str | None = None
     label: str | None = None
     learns = True
+    precompute: bool = False
+    """Embed every slice the run needs before it starts, untimed (see ``last_untimed``)."""
     _fit_cache: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
@@ -85,7 +90,15 @@ class Learned(Method):
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
         with tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-") as cache:
-            model = train_model(project, replace(self.config, embedding_cache=cache))
+            config = replace(self.config, embedding_cache=cache)
+            self.last_untimed = 0.0
+            if self.precompute:
+                from napari_ssseg.foundation.precompute import precompute_embeddings
+
+                start = time.perf_counter()
+                precompute_embeddings(project, config)
+                self.last_untimed = time.perf_counter() - start
+            model = train_model(project, config)
             self.last_steps = model.summary["iterations"]
             return predict_volume(model, volume, refine=self.refine).labels
 
@@ -135,7 +148,9 @@ PARTS: dict[str, tuple[dict, dict]] = {
 }
 """Training parts a learned method's name can switch on (``+part``) or off (``-part``), as
 the settings each way. Teacher names (``training.config.TEACHERS``) add or drop teachers, and
-``refine`` sets the prediction's refine mode to auto (``+``) or off (``-``)."""
+``refine`` sets the prediction's refine mode to auto (``+``) or off (``-``); ``+precompute``
+embeds every slice the run needs before it starts, outside its time (as when the embeddings
+are made while the user labels)."""
 
 FIXED_METHODS = ("interp", "interp-nn", "sam-box")
 
@@ -179,7 +194,7 @@ def make_method(name: str, config: TrainConfig) -> Method:
         )
     teachers = list(METHODS[base])
     settings: dict = {"method": base}
-    refine = None
+    refine, precompute = None, False
     for sign, part in _changes(rest):
         if part in TEACHERS:
             if sign == "+" and part not in teachers:
@@ -192,9 +207,11 @@ def make_method(name: str, config: TrainConfig) -> Method:
             settings.update(PARTS[part][0 if sign == "+" else 1])
         elif part == "refine":
             refine = "auto" if sign == "+" else "off"
+        elif part == "precompute" and sign == "+":
+            precompute = True
         else:
-            known = ", ".join([*TEACHERS, *PARTS, "refine"])
+            known = ", ".join([*TEACHERS, *PARTS, "refine", "precompute"])
             raise ValueError(f"{name}: unknown part {part!r}; parts: {known}")
     if tuple(teachers) != METHODS[base]:
         settings["teachers_override"] = tuple(teachers)
-    return Learned(replace(config, **settings), refine=refine, label=name)
+    return Learned(replace(config, **settings), refine=refine, label=name, precompute=precompute)

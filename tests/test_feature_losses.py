@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.data.slices import SlicePool
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.foundation.embedding_cache import EmbeddingCache
 from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.transforms import SliceTransform
 from napari_ssseg.io.volume import Volume
@@ -201,6 +202,23 @@ def test_bank_embeddings_line_up_with_the_students_input(tmp_path):
     aligned = correlation(on_grid, student_input)
     shifted = correlation(on_grid, torch.roll(student_input, shifts=(2, 2), dims=(0, 1)))
     assert aligned > 0.95 and aligned > shifted + 0.05, (aligned, shifted)
+
+
+def test_bank_takes_fewer_slices_when_they_would_overrun_its_time(tmp_path):
+    class SlowEcho(ImageEchoBackend):
+        def embed(self, images, valid_sizes=None):
+            time.sleep(0.1 * len(images))
+            return super().embed(images, valid_sizes)
+
+    pool = SlicePool(synthetic_project(), SIZE, TrainConfig().intensity)
+    cache = EmbeddingCache(tmp_path / "cache")
+    assert len(EmbeddingBank.build(pool, 8, SlowEcho(), cache).refs) == 8
+    # 0.5 s at 0.1 s a slice (and some overhead): about 4 slices, the first (timed) among them.
+    echo = SlowEcho()
+    bank = EmbeddingBank.build(pool, 8, echo, EmbeddingCache(tmp_path / "other"), seconds=0.5)
+    assert 2 <= len(bank.refs) <= 5 and echo.embedded == len(bank.refs)
+    bank = EmbeddingBank.build(pool, 8, SlowEcho(), EmbeddingCache(tmp_path / "x"), seconds=0.01)
+    assert len(bank.refs) == 2  # never fewer than 2
 
 
 def test_augmentation_moves_embeddings_with_the_labels(tmp_path):

@@ -3,6 +3,8 @@ come back to the network grid in place (with a stand-in foundation model)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,62 @@ def test_classes_the_foundation_model_cannot_segment_are_not_taught():
     assert float(after[grid == 1].median()) > 0.9
     assert float(before[grid == 2].max()) > 0.0
     assert float(after[grid == 2].max()) == 0.0
+
+
+class SlowBoxFillingModel(BoxFillingModel):
+    """A box filler whose encoder takes 0.1 s a slice and counts its calls."""
+
+    cache_id = "slow-box-filler"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded = 0
+
+    def embed(self, images, valid_sizes=None):
+        time.sleep(0.1 * len(images))
+        self.embedded += len(images)
+        return super().embed(images, valid_sizes)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_encoder_share_of_the_budget_stops_new_embeddings(tmp_path, share):
+    # 8 unannotated slices, 3 refreshed at a time; the first refresh embeds 3 (0.3 s). With
+    # a quarter of a 1 s budget spent, the next refresh reuses those slices, embedding none.
+    shape = (48, 32, 10)
+    rect = np.zeros(shape[:2], dtype=bool)
+    rect[30:40, 4:12] = True
+    # Every slice differs (one embedding each): a faint ramp along z behind the rectangle.
+    image = np.where(rect[..., None], 1.0, 0.0) + 0.01 * np.arange(shape[2])
+    labels = np.zeros(shape, dtype=np.int16)
+    labels[..., 0] = rect
+    labels[..., 9] = rect
+    volume = AnnotatedVolume.from_labels(
+        Volume(image.astype(np.float32), np.eye(4), name="rect"), labels, 2, [0, 9]
+    )
+    project = Project([volume], ["rect"])
+    config = TrainConfig(
+        image_size=SIZE,
+        channels=(8, 16),
+        method="sc-sam",
+        sam_slices=3,
+        sam_lora_rank=0,
+        max_time=1.0,
+        foundation_time_share=share,
+        embedding_cache=str(tmp_path / "cache"),
+    )
+    pool = SlicePool(project, SIZE, config.intensity)
+    model = SlowBoxFillingModel()
+    teacher = SamTeacher(project, pool, config, torch.device("cpu"), backend=model)
+    student = OracleStudent(pool.volumes[0].labels[0], 2)
+    teacher.prepare(student, iteration=0, fraction=0.5)
+    assert model.embedded == 3 and teacher.encode_seconds >= 0.3
+    teacher.prepare(student, iteration=config.sam_refresh, fraction=0.6)
+    if share == 1.0:
+        assert model.embedded == 6
+        assert sorted(z for _, z in teacher.covers()) == [1, 2, 3, 4, 5, 6]
+    else:
+        assert model.embedded == 3
+        assert sorted(z for _, z in teacher.covers()) == [1, 2, 3]
 
 
 @pytest.mark.slow

@@ -145,6 +145,7 @@ PARTS: dict[str, tuple[dict, dict]] = {
     "prototype": ({"prototype_weight": 0.5}, {"prototype_weight": 0.0}),
     "gate": ({"teacher_gate_dice": 0.8}, {"teacher_gate_dice": 0.0}),
     "trust": ({"sam_trust_dice": 0.8}, {"sam_trust_dice": 0.0}),
+    "cap": ({"foundation_time_share": 0.3}, {"foundation_time_share": 1.0}),
 }
 """Training parts a learned method's name can switch on (``+part``) or off (``-part``), as
 the settings each way. Teacher names (``training.config.TEACHERS``) add or drop teachers, and

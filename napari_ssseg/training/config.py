@@ -132,6 +132,11 @@ class TrainConfig:
     # user's labels, or the class is not taught from its masks (0: trust every class).
     # LiteMedSAM's box-prompted mask of ACDC's myocardium ring is the filled disc.
     sam_trust_dice: float = 0.0
+    # At most this share of max_time goes to new foundation-model embeddings (the encoder:
+    # seconds per slice on a CPU), all parts together; the feature bank takes at most half of
+    # it, and once it is spent the foundation teacher refreshes its targets only on slices
+    # already embedded. 1: no cap. Without max_time there is no cap.
+    foundation_time_share: float = 1.0
     # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
     fused_weight: float = 1.0
     # Feature-level guidance from the frozen foundation encoder (training/feature_alignment.py),
@@ -240,6 +245,10 @@ class TrainConfig:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
         if not 0.0 <= self.sam_trust_dice <= 1.0:
             raise SsSegError(f"sam_trust_dice must lie in [0, 1], not {self.sam_trust_dice}")
+        if not 0.0 < self.foundation_time_share <= 1.0:
+            raise SsSegError(
+                f"foundation_time_share must lie in (0, 1], not {self.foundation_time_share}"
+            )
         if not self.fused_weight >= 0:
             raise SsSegError(f"fused_weight must be 0 or more, not {self.fused_weight}")
         for name in ("distill_weight", "prototype_weight"):
@@ -303,6 +312,13 @@ class TrainConfig:
         fused = FUSED_MEMBERS if "fused" in self.teachers else ()
         features = self.part("distill_weight") > 0 or self.part("prototype_weight") > 0
         return "sam" in self.teachers + fused or features
+
+    @property
+    def foundation_seconds(self) -> float | None:
+        """Seconds of the budget new foundation-model embeddings may take (None: no cap)."""
+        if self.max_time is None or self.foundation_time_share >= 1.0:
+            return None
+        return self.foundation_time_share * self.max_time
 
     def part(self, name: str) -> Any:
         """The value of the part setting ``name`` (a key of :data:`PART_OFF`) for this run: the

@@ -13,6 +13,8 @@ needs resampling to be compared with the student at any resolution.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -63,18 +65,31 @@ class EmbeddingBank:
         return int(self.embeddings.shape[1])
 
     @classmethod
-    def build(cls, pool: SlicePool, count: int, backend, cache=None) -> EmbeddingBank:
+    def build(
+        cls, pool: SlicePool, count: int, backend, cache=None, seconds: float | None = None
+    ) -> EmbeddingBank:
         """Embed ``count`` slices of ``pool`` (:func:`choose_slices`) with ``backend`` (a
         :class:`~napari_ssseg.foundation.backend.FoundationBackend`), reading and filling
-        ``cache`` (an :class:`~napari_ssseg.foundation.embedding_cache.EmbeddingCache`)."""
+        ``cache`` (an :class:`~napari_ssseg.foundation.embedding_cache.EmbeddingCache`).
+        With ``seconds``, fewer slices (at least 2) when the first one's time says that
+        ``count`` would take longer."""
         from napari_ssseg.foundation.embedding_cache import embed_slices
 
         refs = choose_slices(pool, count)
         if not refs:
             raise SsSegError("the project has no slices to compare with the foundation model")
-        # The centre channel is the slice itself (the others are context neighbours).
-        squares = pool.inputs(refs)[:, pool.context].clamp(0.0, 1.0).numpy()
-        embeddings, _ = embed_slices(backend, list(squares), cache)
+
+        def squares_of(refs: list[SliceRef]) -> list[np.ndarray]:
+            # The centre channel is the slice itself (the others are context neighbours).
+            return list(pool.inputs(refs)[:, pool.context].clamp(0.0, 1.0).numpy())
+
+        if seconds is not None and len(refs) > 2:
+            start = time.perf_counter()
+            embed_slices(backend, squares_of(refs[:1]), cache)
+            fits = max(2, int(seconds / max(time.perf_counter() - start, 1e-6)))
+            if fits < len(refs):
+                refs = choose_slices(pool, fits)
+        embeddings, _ = embed_slices(backend, squares_of(refs), cache)
         labelled = set(pool.labelled)
         annotated = torch.tensor([ref in labelled for ref in refs])
         return cls(refs, annotated, embeddings.detach().cpu().float())

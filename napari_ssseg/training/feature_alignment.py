@@ -24,6 +24,7 @@ copies' streams part) and its gradients are averaged over the copies before each
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -122,7 +123,15 @@ class FeatureAlignment:
         sam = next((t for t in parts if t.name == "sam"), None)
         backend = sam.backend if sam is not None else load_backend(config)
         cache = sam.cache if sam is not None else embedding_cache(config)
-        bank = EmbeddingBank.build(pool, config.distill_slices, backend, cache)
+        # The bank may take half the encoder's share of the budget; its time counts toward
+        # the foundation teacher's share too.
+        limit = config.foundation_seconds
+        start = time.perf_counter()
+        bank = EmbeddingBank.build(
+            pool, config.distill_slices, backend, cache, None if limit is None else limit / 2
+        )
+        if sam is not None:
+            sam.encode_seconds += time.perf_counter() - start
         return cls(config, model, pool, bank, device, seed)
 
     def parameters(self) -> list[torch.nn.Parameter]:

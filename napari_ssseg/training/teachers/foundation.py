@@ -18,6 +18,11 @@ the foundation model or the student says that class get confidence 0. A box-prom
 fills a ring (ACDC's myocardium) and, with it, the cavity inside; the student would learn both
 wrong.
 
+Encoder time (``foundation_time_share`` < 1 with a ``max_time``): the teacher counts the seconds
+its embeddings take (and the feature bank's, see ``feature_alignment.py``); once they reach
+the share of the budget, refreshes pick only slices already embedded, so a slow encoder (a CPU)
+cannot starve the student of steps.
+
 The other direction: with ``sam_lora_rank`` > 0 the foundation model's mask decoder gets LoRA
 adapters (peft) that learn, at every refresh, for ``sam_tune_steps`` steps: from the user's
 labels on annotated slices (box of each labelled class -> mask, Dice + BCE) and, with the
@@ -38,6 +43,8 @@ keeps every copy's state identical without a shared file system:
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
@@ -118,7 +125,9 @@ class SamTeacher(Teacher):
         # Classes taught from the foundation model's masks (index 0, background, unused).
         self.trusted = np.ones(self.num_classes, dtype=bool)
         self.trust_dice: list[float | None] = [None] * self.num_classes
-        self._next = 0
+        # Seconds spent embedding (cache reads included: they take milliseconds).
+        self.encode_seconds = 0.0
+        self._last_refresh: dict[SliceRef, int] = {}
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
         self.tuner = _DecoderTuner(self, project, config) if config.sam_lora_rank > 0 else None
@@ -141,9 +150,16 @@ class SamTeacher(Teacher):
         due = self.refreshed is None or iteration - self.refreshed >= self.config.sam_refresh
         if not due or not self.candidates:
             return
-        count = min(self.config.sam_slices, len(self.candidates))
-        refs = [self.candidates[(self._next + i) % len(self.candidates)] for i in range(count)]
-        self._next = (self._next + count) % len(self.candidates)
+        allowed = self.candidates
+        if self._encoder_time_spent():
+            allowed = [ref for ref in self.candidates if self._embedded(ref)]
+            if not allowed:
+                return
+        # The least recently refreshed first (never refreshed: in candidate order).
+        order = sorted(allowed, key=lambda ref: self._last_refresh.get(ref, -1))
+        refs = order[: min(self.config.sam_slices, len(order))]
+        for ref in refs:
+            self._last_refresh[ref] = iteration
         was_training = student.training
         student.eval()
         try:
@@ -165,12 +181,32 @@ class SamTeacher(Teacher):
         self.refreshed = iteration
         self.version += 1
 
+    def _encoder_time_spent(self) -> bool:
+        """Whether the embeddings have taken their share of the budget (any copy's count)."""
+        limit = self.config.foundation_seconds
+        if limit is None:
+            return False
+        return bool(self.peers.gather_flags([self.encode_seconds >= limit]).any())
+
+    def _embedded(self, ref: SliceRef) -> bool:
+        v, z = ref
+        image = self.sources[v][z]
+        return self.cache.has(self.cache.key(image, self.backend.cache_id, self.backend.input_size))
+
+    def embedding(self, image: np.ndarray) -> torch.Tensor:
+        """(1, D, g, g) embedding of one source slice (cached), its time counted."""
+        from napari_ssseg.foundation.embedding_cache import embed_slices
+
+        start = time.perf_counter()
+        embedding, _ = embed_slices(self.backend, [image], self.cache)
+        self.encode_seconds += time.perf_counter() - start
+        return embedding
+
     def _measure_trust(self) -> None:
         """Dice of the foundation model's box-prompted masks with the user's labels, per class,
         pooled over up to 8 annotated slices; sets :attr:`trusted`. A class with no labelled
         voxel there is not trusted (nothing shows the model can segment it); with no labelled
         slice at all, every class stays trusted."""
-        from napari_ssseg.foundation.embedding_cache import embed_slices
         from napari_ssseg.foundation.prompts import prompts_from_mask
 
         if not self.labelled:
@@ -195,7 +231,7 @@ class SamTeacher(Teacher):
                     classes.append(c)
             if not prompts:
                 continue
-            embedding, _ = embed_slices(self.backend, [image], self.cache)
+            embedding = self.embedding(image)
             logits = self.backend.decode_prompts(
                 embedding.expand(len(prompts), -1, -1, -1), prompts
             )
@@ -224,7 +260,9 @@ class SamTeacher(Teacher):
         mine = [i for i, owner in enumerate(owners) if owner == self.peers.rank]
         made: dict[int, torch.Tensor] = {}
         if mine:  # read from this copy's cache, or embedded here and cached
+            start = time.perf_counter()
             embeddings, _ = embed_slices(self.backend, [images[keys[i]] for i in mine], self.cache)
+            self.encode_seconds += time.perf_counter() - start
             made = dict(zip(mine, embeddings.cpu(), strict=True))
 
         def receive(i: int, embedding: torch.Tensor) -> None:
@@ -257,7 +295,6 @@ class SamTeacher(Teacher):
     def _slice_target(self, ref: SliceRef, prob: torch.Tensor) -> torch.Tensor | None:
         """(K + 1, S, S) target for one slice from the student's (K, S, S) probabilities,
         or None when the student predicts no foreground there."""
-        from napari_ssseg.foundation.embedding_cache import embed_slices
         from napari_ssseg.foundation.prompts import prompts_from_mask
 
         v, z = ref
@@ -280,7 +317,7 @@ class SamTeacher(Teacher):
                 classes.append(c)
         if not prompts:
             return None
-        embedding, _ = embed_slices(self.backend, [image], self.cache)
+        embedding = self.embedding(image)
         with torch.no_grad():
             logits = self.backend.decode_prompts(
                 embedding.expand(len(prompts), -1, -1, -1), prompts
@@ -377,7 +414,6 @@ class _DecoderTuner:
         ``labels`` (H, W) in slice pixels; 0 when no class is present."""
         from monai.losses import DiceLoss
 
-        from napari_ssseg.foundation.embedding_cache import embed_slices
         from napari_ssseg.foundation.prompts import prompts_from_mask
 
         teacher = self.teacher
@@ -395,7 +431,7 @@ class _DecoderTuner:
         if not prompts:
             return torch.zeros(())
         with torch.no_grad():
-            embedding, _ = embed_slices(teacher.backend, [image], teacher.cache)
+            embedding = teacher.embedding(image)
         logits = teacher.backend.decode_prompts(embedding.expand(len(prompts), -1, -1, -1), prompts)
         logits = transform.logits_to_slice(logits)  # (N, 1, H, W)
         target = torch.stack(masks)[:, None]

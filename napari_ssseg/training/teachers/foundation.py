@@ -207,8 +207,6 @@ class SamTeacher(Teacher):
         pooled over up to 8 annotated slices; sets :attr:`trusted`. A class with no labelled
         voxel there is not trusted (nothing shows the model can segment it); with no labelled
         slice at all, every class stays trusted."""
-        from napari_ssseg.foundation.prompts import prompts_from_mask
-
         if not self.labelled:
             return
         chosen = np.linspace(0, len(self.labelled) - 1, min(8, len(self.labelled))).astype(int)
@@ -218,17 +216,7 @@ class SamTeacher(Teacher):
             v, z, labels = self.labelled[i]
             image = self.sources[v][z]
             transform = self.backend.slice_transform(image.shape)
-            prompts, classes = [], []
-            for c in range(1, self.num_classes):
-                prompt = prompts_from_mask(
-                    (labels == c).astype(np.float32),
-                    n_positive=0,
-                    n_negative=0,
-                    transform=transform,
-                )
-                if prompt is not None:
-                    prompts.append(prompt)
-                    classes.append(c)
+            prompts, classes = label_box_prompts(labels, self.num_classes, transform)
             if not prompts:
                 continue
             embedding = self.embedding(image)
@@ -414,20 +402,11 @@ class _DecoderTuner:
         ``labels`` (H, W) in slice pixels; 0 when no class is present."""
         from monai.losses import DiceLoss
 
-        from napari_ssseg.foundation.prompts import prompts_from_mask
-
         teacher = self.teacher
         image = teacher.sources[v][z]
         transform = teacher.backend.slice_transform(image.shape)
-        prompts, masks = [], []
-        for c in range(1, teacher.num_classes):
-            mask = labels == c
-            prompt = prompts_from_mask(
-                mask.astype(np.float32), n_positive=0, n_negative=0, transform=transform
-            )
-            if prompt is not None:
-                prompts.append(prompt)
-                masks.append(torch.from_numpy(mask.astype(np.float32)))
+        prompts, classes = label_box_prompts(labels, teacher.num_classes, transform)
+        masks = [torch.from_numpy((labels == c).astype(np.float32)) for c in classes]
         if not prompts:
             return torch.zeros(())
         with torch.no_grad():
@@ -438,3 +417,18 @@ class _DecoderTuner:
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
         dice = DiceLoss(sigmoid=True)(logits, target)
         return bce + dice
+
+
+def label_box_prompts(labels: np.ndarray, num_classes: int, transform) -> tuple[list, list[int]]:
+    """The box prompt of each class 1..K-1 present in ``labels`` (H, W), in ``transform``'s
+    encoder input frame, and the classes they belong to."""
+    from napari_ssseg.foundation.prompts import prompts_from_mask
+
+    prompts, classes = [], []
+    for c in range(1, num_classes):
+        mask = (labels == c).astype(np.float32)
+        prompt = prompts_from_mask(mask, n_positive=0, n_negative=0, transform=transform)
+        if prompt is not None:
+            prompts.append(prompt)
+            classes.append(c)
+    return prompts, classes

@@ -40,7 +40,6 @@ def mask_box(mask: np.ndarray, margin: float = 2.0) -> np.ndarray | None:
     )
 
 
-@torch.no_grad()
 def labels_from_mask_logits(logits: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """(H, W) int16 labels from one mask per class: ``logits`` (N, H, W) of the classes
     ``classes`` (N,); a pixel takes the class with the largest logit among those above 0
@@ -49,6 +48,7 @@ def labels_from_mask_logits(logits: np.ndarray, classes: np.ndarray) -> np.ndarr
     return np.where(logits.max(axis=0) > 0, classes[best], 0).astype(np.int16)
 
 
+@torch.no_grad()
 def segment_with_propagated_boxes(
     volume: AnnotatedVolume,
     num_classes: int,

@@ -15,7 +15,6 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_ssseg.annotation import Project
-from napari_ssseg.data.intensity import normalise_intensity
 from napari_ssseg.training.config import TrainConfig
 
 
@@ -33,22 +32,21 @@ def precompute_embeddings(
         return 0
     from napari_ssseg.data.slices import SlicePool
     from napari_ssseg.foundation.embedding_cache import embed_slices
-    from napari_ssseg.training.embedding_bank import choose_slices
-    from napari_ssseg.training.teachers.base import partially_annotated
-    from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
+    from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
+    from napari_ssseg.training.teachers.foundation import (
+        embedding_cache,
+        load_backend,
+        source_slices,
+    )
 
     backend = load_backend(config)
     cache = embedding_cache(config)
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
     slices: list[np.ndarray] = []
-    for v in partially_annotated(pool):
-        volume = project.volumes[v]
-        data = np.moveaxis(normalise_intensity(volume.image.data, config.intensity), volume.axis, 0)
+    for data in source_slices(project, pool, config).values():
         slices.extend(data)
     if config.part("distill_weight") > 0 or config.part("prototype_weight") > 0:
-        refs = choose_slices(pool, config.distill_slices)
-        squares = pool.inputs(refs)[:, pool.context].clamp(0.0, 1.0).numpy()
-        slices.extend(squares)
+        slices.extend(bank_squares(pool, choose_slices(pool, config.distill_slices)))
     before = cache.misses
     for i, image in enumerate(slices):
         embed_slices(backend, [image], cache)

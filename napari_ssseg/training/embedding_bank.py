@@ -30,6 +30,12 @@ def spread(count: int, items: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, items - 1, min(count, items)).round()})
 
 
+def bank_squares(pool: SlicePool, refs: list[SliceRef]) -> list[np.ndarray]:
+    """The student's padded S x S input of each ref in [0, 1]: what the bank embeds (the
+    centre channel is the slice itself, the others are context neighbours)."""
+    return list(pool.inputs(refs)[:, pool.context].clamp(0.0, 1.0).numpy())
+
+
 def choose_slices(pool: SlicePool, count: int) -> list[SliceRef]:
     """``count`` slices (fewer if the pool is smaller): up to half annotated, the rest
     unannotated, each evenly spread over the pool (deterministic, no random draws)."""
@@ -79,17 +85,13 @@ class EmbeddingBank:
         if not refs:
             raise SsSegError("the project has no slices to compare with the foundation model")
 
-        def squares_of(refs: list[SliceRef]) -> list[np.ndarray]:
-            # The centre channel is the slice itself (the others are context neighbours).
-            return list(pool.inputs(refs)[:, pool.context].clamp(0.0, 1.0).numpy())
-
         if seconds is not None and len(refs) > 2:
             start = time.perf_counter()
-            embed_slices(backend, squares_of(refs[:1]), cache)
+            embed_slices(backend, bank_squares(pool, refs[:1]), cache)
             fits = max(2, int(seconds / max(time.perf_counter() - start, 1e-6)))
             if fits < len(refs):
                 refs = choose_slices(pool, fits)
-        embeddings, _ = embed_slices(backend, squares_of(refs), cache)
+        embeddings, _ = embed_slices(backend, bank_squares(pool, refs), cache)
         labelled = set(pool.labelled)
         annotated = torch.tensor([ref in labelled for ref in refs])
         return cls(refs, annotated, embeddings.detach().cpu().float())

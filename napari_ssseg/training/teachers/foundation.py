@@ -73,6 +73,17 @@ def load_backend(config: TrainConfig):
     return SamBackend.load(config.foundation_model, config.foundation_checkpoint)
 
 
+def source_slices(project: Project, pool: SlicePool, config: TrainConfig) -> dict[int, np.ndarray]:
+    """The slices the foundation teacher works on: per partially annotated volume v, its
+    (N, H, W) slices along the volume's axis at source resolution, in [0, 1]."""
+    sources: dict[int, np.ndarray] = {}
+    for v in partially_annotated(pool):
+        volume = project.volumes[v]
+        data = normalise_intensity(volume.image.data, config.intensity)
+        sources[v] = np.moveaxis(data, volume.axis, 0)
+    return sources
+
+
 def embedding_cache(config: TrainConfig):
     """The on-disk embedding cache of ``config`` (default: the user cache folder)."""
     from napari_ssseg.foundation.checkpoints import default_cache_dir
@@ -107,12 +118,7 @@ class SamTeacher(Teacher):
         self.peers = peers if peers is not None else default_peers()
         self.embeddings_received = 0  # embeddings other copies made for this copy's cache
         self.use_points = "point" in self.backend.card.trained_prompts
-        # Source-resolution slices in [0, 1] of the volumes with something to propagate.
-        self.sources: dict[int, np.ndarray] = {}
-        for v in partially_annotated(pool):
-            volume = project.volumes[v]
-            data = normalise_intensity(volume.image.data, config.intensity)
-            self.sources[v] = np.moveaxis(data, volume.axis, 0)
+        self.sources = source_slices(project, pool, config)
         self.candidates = [ref for ref in pool.unlabelled if ref[0] in self.sources]
         # The user's labels on annotated slices of the volumes the teacher works on, (H, W).
         self.labelled: list[tuple[int, int, np.ndarray]] = []

@@ -1,6 +1,6 @@
-"""The README's co-training tables from the JSON files of ``cotrain_v2.sh`` (and the engine's
-``unet`` / ``ssl`` rows of ``engine_v3.sh``, the pilot of per-class trust), one table per
-question, each method from the file that ran it."""
+"""The README's co-training tables from the JSON files of ``cotrain_v2.sh`` and
+``cotrain_v3.sh`` (and the engine's ``unet`` / ``ssl`` rows of ``engine_v3.sh``, the pilot of
+per-class trust), one table per question, each method from the file that ran it."""
 
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ TABLES = {
         ("la_sparse_v3_ssl.json", "ssl"),
         ("la_sparse_cotrain_v2_b.json", "uncol"),
         ("la_sparse_cotrain_v2_b.json", "sam-box"),
+    ],
+    "LA, first runs (cotrain_v3)": [
+        ("la_sparse_v3_unet.json", "interp"),
+        ("la_sparse_v3_unet.json", "unet"),
+        ("la_sparse_v3_ssl.json", "ssl"),
+        ("la_sparse_cotrain_v3_a.json", "sc-sam"),
+        ("la_sparse_cotrain_v3_b.json", "full"),
+        ("la_sparse_ablation_v1_a.json", "ssl+distill-refine+precompute"),
+    ],
+    "ACDC, first runs (cotrain_v3)": [
+        ("acdc_sparse_v3_unet.json", "unet"),
+        ("acdc_sparse_v3_ssl.json", "ssl"),
+        ("acdc_sparse_cotrain_v3_b.json", "sc-sam"),
     ],
     "ACDC ablation": [
         ("acdc_sparse_v3_unet.json", "unet"),

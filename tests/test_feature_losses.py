@@ -404,3 +404,41 @@ def test_short_run_with_real_litemedsam(tmp_path, monkeypatch):
     embeddings = built[0][0].bank.embeddings
     assert embeddings.shape == (4, 256, 64, 64) and bool(torch.isfinite(embeddings).all())
     assert len(list((tmp_path / "embeddings").glob("*.safetensors"))) == 4
+
+
+def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_embed(
+    tmp_path, monkeypatch
+):
+    from napari_ssseg.foundation.precompute import (
+        EmbeddingStopped,
+        embed_volume,
+        precompute_embeddings,
+    )
+
+    echo = ImageEchoBackend()
+    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+    project = synthetic_project()
+    volume = project.volumes[0]
+    depth = volume.image.shape[2]
+    unlabelled = AnnotatedVolume.from_labels(
+        volume.image, np.zeros_like(volume.labels), volume.axis, []
+    )
+    config = tiny_config(tmp_path, method="uncol", sam_trust_dice=0.5)
+
+    # Stopped part-way: what was embedded stays, and a later call goes on from there.
+    asked = iter([False, False, True])
+    with pytest.raises(EmbeddingStopped):
+        embed_volume(unlabelled, config, should_stop=lambda: next(asked))
+    assert echo.embedded == 2
+    progress: list[tuple[int, int]] = []
+    made, total = embed_volume(unlabelled, config, on_progress=lambda *p: progress.append(p))
+    # Every slice at source resolution and every slice as the network's square (distillation).
+    assert total == 2 * depth and made == total - 2
+    assert progress[-1] == (total, total) and len(progress) == total
+    # Whatever the user then labels, the run's own slices are all cached already.
+    assert precompute_embeddings(project, config) == 0
+    assert echo.embedded == total
+    # Without a feature term only the source slices are needed; without the foundation
+    # model nothing is.
+    assert embed_volume(unlabelled, tiny_config(tmp_path, method="sc-sam")) == (0, depth)
+    assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl")) == (0, 0)

@@ -112,6 +112,47 @@ def test_no_annotated_slice_is_an_error_before_any_process(runner, tmp_path):
 
 
 @pytest.mark.slow
+def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runner, tmp_path):
+    cache = tmp_path / "embeddings"
+    # Nothing annotated yet: an embedding job needs no label (a training job would refuse).
+    job = synthetic_job(
+        tmp_path / "model", annotated=(), method="sc-sam", embedding_cache=str(cache)
+    )
+    job.task = "embed"
+    runner.start(job)
+    progress = []
+    deadline = time.monotonic() + 180
+    while not runner.status.finished and time.monotonic() < deadline:
+        progress += [e for e in runner.poll() if isinstance(e, ProgressEvent)]
+        time.sleep(0.05)
+    assert runner.status is RunStatus.DONE, runner.message
+    depth = synthetic_case()[0].shape[2]
+    assert runner.message.startswith(f"{depth} slices ready for the foundation model ({depth} ")
+    assert {e.stage for e in progress} == {"embed"} and progress[-1].fraction == 1.0
+    assert len(list(cache.glob("*.safetensors"))) == depth  # LiteMedSAM's, one per slice
+    assert not (tmp_path / "model").exists()  # an embedding job leaves the model alone
+
+    # A second job on the same volume finds every slice cached; one cancelled part-way
+    # (another volume) keeps what it embedded.
+    runner.start(job)
+    assert runner.wait(timeout=120) is RunStatus.DONE
+    assert runner.message.endswith(f"(0 embedded in {runner.message.split(' in ')[1]}")
+    other = synthetic_job(
+        tmp_path / "model", annotated=(), method="sc-sam", embedding_cache=str(cache)
+    )
+    other.task = "embed"
+    # Mirrored: other slices (a scaled copy would normalise to the same ones).
+    other.volumes[0].image = np.ascontiguousarray(other.volumes[0].image[::-1])
+    runner.start(other)
+    while not any(isinstance(e, ProgressEvent) for e in runner.poll()):
+        assert runner.running and time.monotonic() < deadline, runner.message
+        time.sleep(0.05)
+    runner.cancel()
+    assert runner.wait(timeout=10) is RunStatus.STOPPED
+    assert depth < len(list(cache.glob("*.safetensors"))) < 2 * depth
+
+
+@pytest.mark.slow
 def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
     finished, runner, tmp_path
 ):

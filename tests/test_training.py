@@ -123,6 +123,37 @@ def test_unlabelled_slices_take_places_in_the_batch_once_teachers_start(liver_ca
     assert labelled == [2, 2, 1, 1]
 
 
+def test_strong_view_perturbs_only_the_students_unannotated_slices(liver_case, monkeypatch):
+    from napari_ssseg.training import loop
+
+    volume, _, _ = liver_case
+    perturbed: list[tuple[int, ...]] = []
+    real_perturb = loop.perturb_batch
+
+    def recording_perturb(transform, images):
+        perturbed.append(tuple(images.shape))
+        return real_perturb(transform, images)
+
+    monkeypatch.setattr(loop, "perturb_batch", recording_perturb)
+    project = Project([volume], ["liver"])
+    tiny = dict(
+        method="mt",
+        ssl_start=0.5,
+        image_size=32,
+        channels=(8, 16),
+        max_iters=4,
+        inference_passes=1,
+        teacher_gate_dice=0.0,
+        unlabelled_batch_size=1,
+    )
+    plain = loop.train(project, TrainConfig(**tiny)).state_dict
+    assert perturbed == []
+    strong = loop.train(project, TrainConfig(strong_view=True, **tiny)).state_dict
+    # Steps 2 and 3 have the teacher: one unannotated slice each, never the labelled three.
+    assert perturbed == [(1, 1, 32, 32), (1, 1, 32, 32)]
+    assert not all(torch.equal(plain[k], strong[k]) for k in plain)
+
+
 def test_teachers_wait_until_the_student_reproduces_every_annotated_class(liver_case, monkeypatch):
     from napari_ssseg.training import loop
 

@@ -408,11 +408,10 @@ def test_folder_project_trains_all_volumes_and_reviews_each(
 @pytest.mark.slow
 def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
     """The sc-sam preset runs from the widget on the bundled LiteMedSAM weights: its loss
-    term is reported and result layers arrive."""
+    term is reported and result layers arrive. Picking it embeds the volume's slices in the
+    background while the user labels, and the run then finds every embedding it needs."""
     viewer, widget = ct_widget
     reveal_liver(viewer, widget)
-    widget.method_combo.setCurrentText("sc-sam")
-    widget.budget_spin.setValue(600)  # the 30 steps, not the clock, end the run
     widget.config_overrides = TINY | {
         "sam_slices": 2,
         "sam_refresh": 10,
@@ -420,6 +419,16 @@ def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
         "ssl_start": 0.1,
         "teacher_gate_dice": 0.0,  # 30 steps teach the liver only roughly
     }
+    widget.method_combo.setCurrentText("sc-sam")
+    widget.budget_spin.setValue(600)  # the 30 steps, not the clock, end the run
+    depth = viewer.layers["example_ct_sm"].data.shape[0]
+    qtbot.waitUntil(lambda: "slices ready" in widget.embedding_label.text(), timeout=240_000)
+    assert widget.embedding_label.text().startswith(f"{depth} slices ready"), (
+        widget.embedding_label.text()
+    )
+    embedded = set((tmp_path / "embeddings").rglob("*.safetensors"))
+    assert len(embedded) == depth
+    assert not widget.prepare_embeddings()  # done for this volume and model: not again
     seen: set[str] = set()
     widget.monitor.progressed.connect(lambda event: seen.update(event.losses))
     click_train_and_wait(widget, qtbot, timeout_s=300)
@@ -429,7 +438,8 @@ def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
     assert "pseudo-labels" in viewer.layers
     # Predicted with refine auto (the method's default); its choice is shown.
     assert "refine auto (litemedsam" in widget.status_label.text(), widget.status_label.text()
-    assert any((tmp_path / "embeddings").rglob("*.safetensors"))
+    # Training and the refined prediction embedded nothing the background job had not.
+    assert set((tmp_path / "embeddings").rglob("*.safetensors")) == embedded
 
 
 @pytest.mark.gui

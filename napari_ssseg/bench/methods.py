@@ -146,6 +146,11 @@ PARTS: dict[str, tuple[dict, dict]] = {
     "gate": ({"teacher_gate_dice": 0.8}, {"teacher_gate_dice": 0.0}),
     "trust": ({"sam_trust_dice": 0.8}, {"sam_trust_dice": 0.0}),
     "cap": ({"foundation_time_share": 0.3}, {"foundation_time_share": 1.0}),
+    "strong": ({"strong_view": True}, {"strong_view": False}),
+    "hard": (
+        {"consistency_loss": "ce", "consistency_weight": 1.0},
+        {"consistency_loss": "mse", "consistency_weight": 0.1},
+    ),
 }
 """Training parts a learned method's name can switch on (``+part``) or off (``-part``), as
 the settings each way. Teacher names (``training.config.TEACHERS``) add or drop teachers, and

@@ -5,10 +5,16 @@ from __future__ import annotations
 import torch
 from monai.transforms import (
     Compose,
+    RandAdjustContrast,
     RandAdjustContrastd,
     RandAffined,
+    RandCoarseDropout,
+    RandGaussianNoise,
     RandGaussianNoised,
+    RandGaussianSmooth,
+    RandScaleIntensity,
     RandScaleIntensityd,
+    RandShiftIntensity,
 )
 from monai.utils import convert_to_tensor
 
@@ -39,6 +45,42 @@ def make_augmentation(seed: int) -> Compose:
     )
     transform.set_random_state(seed=seed)
     return transform
+
+
+def make_strong_perturbation(seed: int, size: int) -> Compose:
+    """Strong photometric perturbation and cut-out of an image (C, S, S), geometry unchanged.
+
+    Applied on top of :func:`make_augmentation` to the student's view of unannotated slices
+    only (FixMatch-style): the teacher's targets come from the unperturbed slice, so the
+    student learns to give the same answer through contrast, blur, noise and missing patches.
+    """
+    transform = Compose(
+        [
+            RandAdjustContrast(gamma=(0.5, 2.0), prob=0.8),
+            RandScaleIntensity(factors=0.25, prob=0.5),
+            RandShiftIntensity(offsets=0.1, prob=0.5),
+            RandGaussianSmooth(sigma_x=(0.5, 1.5), sigma_y=(0.5, 1.5), prob=0.3),
+            RandGaussianNoise(std=0.08, prob=0.5),
+            # One to three holes, each side an eighth to a quarter of the slice's ``size``.
+            RandCoarseDropout(
+                holes=1,
+                max_holes=3,
+                spatial_size=max(1, size // 8),
+                max_spatial_size=max(1, size // 4),
+                fill_value=0.0,
+                prob=0.5,
+            ),
+        ]
+    )
+    transform.set_random_state(seed=seed)
+    return transform
+
+
+def perturb_batch(transform: Compose, images: torch.Tensor) -> torch.Tensor:
+    """Each sample of (B, C, S, S) ``images`` through ``transform`` independently."""
+    return torch.stack(
+        [convert_to_tensor(transform(image), track_meta=False).float() for image in images]
+    )
 
 
 def augment_batch(

@@ -6,6 +6,10 @@ before a timed benchmark run, the embeddings leave the whole training budget to 
 slices are those the run itself embeds: each slice of the partially annotated volumes at its
 source resolution (the foundation teacher's targets and the refinement of predictions) and
 the feature bank's network-size slices (distillation, prototypes).
+
+:func:`embed_volume` serves the dock while the user is still labelling: which slices a run
+will embed depends on the labels, so it embeds every slice of the volume, at source
+resolution and (for the feature terms) as the network's padded square.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from napari_ssseg.annotation import Project
+from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.training.config import TrainConfig
+
+
+class EmbeddingStopped(Exception):
+    """Raised by :func:`embed_volume` when ``should_stop`` said so; what was embedded stays."""
 
 
 def precompute_embeddings(
@@ -53,3 +61,52 @@ def precompute_embeddings(
         if on_progress is not None:
             on_progress((i + 1) / len(slices))
     return cache.misses - before
+
+
+def embed_volume(
+    volume: AnnotatedVolume,
+    config: TrainConfig,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[int, int]:
+    """Fill ``config``'s embedding cache with every slice of ``volume`` a run of ``config``
+    could embed, whatever the user labels next: each slice along ``volume.axis`` at source
+    resolution (the foundation teacher, refined predictions) and, when a feature term is on,
+    each slice as the network's padded square (the feature bank).
+
+    ``on_progress(done, total)`` follows each slice; ``should_stop`` is asked before each
+    one and raises :class:`EmbeddingStopped` (the embeddings made so far stay cached).
+    Returns (slices embedded now, slices in all); nothing happens for a run without the
+    foundation model.
+    """
+    if not config.uses_foundation_model:
+        return 0, 0
+    from napari_ssseg.data.slices import SlicePool
+    from napari_ssseg.foundation.embedding_cache import embed_slices
+    from napari_ssseg.training.embedding_bank import bank_squares
+    from napari_ssseg.training.teachers.foundation import (
+        embedding_cache,
+        load_backend,
+        volume_slices,
+    )
+
+    backend = load_backend(config)
+    cache = embedding_cache(config)
+    slices: list[np.ndarray] = list(volume_slices(volume, config))
+    if config.part("distill_weight") > 0 or config.part("prototype_weight") > 0:
+        # Only the images matter for the squares: a label-free copy needs no class names.
+        blank = AnnotatedVolume.from_labels(
+            volume.image, np.zeros(volume.image.shape, np.int16), volume.axis, []
+        )
+        pool = SlicePool(
+            Project([blank], ["foreground"]), config.image_size, config.intensity, config.context
+        )
+        slices.extend(bank_squares(pool, sorted(pool.labelled + pool.unlabelled)))
+    before = cache.misses
+    for i, image in enumerate(slices):
+        if should_stop is not None and should_stop():
+            raise EmbeddingStopped(f"stopped after {i} of {len(slices)} slices")
+        embed_slices(backend, [image], cache)
+        if on_progress is not None:
+            on_progress(i + 1, len(slices))
+    return cache.misses - before, len(slices)

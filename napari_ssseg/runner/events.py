@@ -34,10 +34,10 @@ class ProgressEvent:
     """A progress snapshot.
 
     Attributes:
-        stage: ``"train"`` or ``"predict"``.
+        stage: ``"train"``, ``"predict"`` or ``"embed"`` (an embedding job).
         fraction: progress of the stage in [0, 1].
         elapsed: seconds since the stage began.
-        iteration: training step (0 while predicting).
+        iteration: training step (0 while predicting; slices done while embedding).
         losses: the latest training losses by name (empty while predicting).
     """
 

@@ -23,6 +23,11 @@ from napari_ssseg.training.config import TrainConfig
 
 JOB_FILE = "job.json"
 
+TASKS = ("train", "embed")
+"""What a job does: ``train`` (train, predict, save the model) or ``embed`` (fill the
+embedding cache with the foundation model's embeddings of every slice of its volumes, as
+the dock does while the user labels; nothing else is written)."""
+
 
 @dataclass
 class VolumeInput:
@@ -75,7 +80,7 @@ class VolumeInput:
 
 @dataclass
 class TrainingJob:
-    """Train on ``volumes`` and predict them.
+    """Train on ``volumes`` and predict them (or, with ``task="embed"``, only embed them).
 
     Attributes:
         volumes: the volumes to train on (at least one with an annotated slice).
@@ -90,6 +95,8 @@ class TrainingJob:
             swap or the kernel's OOM killer, which could pick napari itself. Applied on
             the CPU only (Linux ``RLIMIT_AS``): CUDA reserves far more address space than
             it uses.
+        task: one of :data:`TASKS`; an ``embed`` job needs no annotated slice and leaves
+            ``model_dir`` alone.
     """
 
     volumes: list[VolumeInput]
@@ -99,6 +106,7 @@ class TrainingJob:
     init_model_dir: Path | None = None
     threads: int | None = None
     memory_limit_mb: int | None = None
+    task: str = "train"
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.config)
@@ -115,11 +123,13 @@ class TrainingJob:
         Raises :class:`~napari_ssseg.errors.SsSegError` subclasses naming the problem.
         """
         self.train_config()
+        if self.task not in TASKS:
+            raise InputError(f"unknown job task {self.task!r}; choose one of {', '.join(TASKS)}")
         if not self.volumes:
             raise InputError("the job holds no volume")
-        if not self.class_names:
+        if self.task == "train" and not self.class_names:
             raise InputError("the job names no class: give at least one class name")
-        if not any(v.annotated_slices for v in self.volumes):
+        if self.task == "train" and not any(v.annotated_slices for v in self.volumes):
             raise InputError(
                 "no annotated slice: label at least one slice (or mark one annotated-but-empty)"
             )
@@ -177,6 +187,7 @@ class TrainingJob:
             "init_model_dir": str(self.init_model_dir) if self.init_model_dir else None,
             "threads": self.threads,
             "memory_limit_mb": self.memory_limit_mb,
+            "task": self.task,
         }
         (folder / JOB_FILE).write_text(json.dumps(settings, indent=2))
         return folder
@@ -216,6 +227,7 @@ class TrainingJob:
             init_model_dir=Path(init) if init else None,
             threads=settings["threads"],
             memory_limit_mb=settings.get("memory_limit_mb"),
+            task=settings.get("task", "train"),
         )
 
 

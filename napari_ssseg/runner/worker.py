@@ -175,6 +175,8 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
     config = job.train_config()
     if job.memory_limit_mb is not None and resolve_device(config.device).type == "cpu":
         limit_memory(job.memory_limit_mb)  # CUDA maps far more address space than it uses
+    if job.task == "embed":
+        return _embed(job, config, events, stop)
     project = job.project()
     init = load_model(job.init_model_dir) if job.init_model_dir is not None else None
 
@@ -208,6 +210,33 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
         ) from error
     save_model(model, job.model_dir)
     return str(staged)
+
+
+def _embed(job: TrainingJob, config: Any, events: Any, stop: Any) -> str | None:
+    """Fill the embedding cache with every slice of the job's volumes; returns what was done
+    (None when stopped: the embeddings made so far stay in the cache)."""
+    from napari_ssseg.foundation.precompute import EmbeddingStopped, embed_volume
+
+    start = time.monotonic()
+    volumes = [volume.annotation() for volume in job.volumes]
+    made = total = 0
+
+    def should_stop() -> bool:
+        return stop.is_set() or _parent_gone()
+
+    for i, volume in enumerate(volumes):
+
+        def on_progress(done: int, count: int, i: int = i) -> None:
+            fraction = (i + done / count) / len(volumes)
+            events.put(ProgressEvent("embed", fraction, time.monotonic() - start, done))
+
+        try:
+            new, count = embed_volume(volume, config, on_progress, should_stop)
+        except EmbeddingStopped:
+            return None
+        made, total = made + new, total + count
+    seconds = time.monotonic() - start
+    return f"{total} slices ready for the foundation model ({made} embedded in {seconds:.0f} s)"
 
 
 def _predict(

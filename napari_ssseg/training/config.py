@@ -93,6 +93,10 @@ class TrainConfig:
     # supervised step costs and a time budget buys about as many steps as the U-Net alone gets
     # (2-core CPU, LA and ACDC: 90 % of them instead of 55 %).
     share_batch: bool = True
+    # The student sees unannotated slices through a strong perturbation (contrast, blur, noise,
+    # cut-out; data/augment.py) on top of the common augmentation, the teachers' targets coming
+    # from the unperturbed slice (FixMatch's weak/strong views).
+    strong_view: bool = False
     lr: float = 2e-3
     weight_decay: float = 1e-4
     ema_decay: float = 0.95

@@ -65,7 +65,12 @@ from monai.networks.utils import one_hot
 from monai.utils import set_determinism
 
 from napari_ssseg.annotation import Project
-from napari_ssseg.data.augment import augment_batch, make_augmentation
+from napari_ssseg.data.augment import (
+    augment_batch,
+    make_augmentation,
+    make_strong_perturbation,
+    perturb_batch,
+)
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.networks.unet import build_unet
@@ -199,6 +204,10 @@ def train(
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     dice_ce = supervised_loss()
     augment = make_augmentation(own_seed)
+    # Its own random stream, so that switching it on leaves the other draws as they were.
+    strong = (
+        make_strong_perturbation(own_seed + 1, config.image_size) if config.strong_view else None
+    )
     cache = _TargetCache(teachers, config, rng)
     cutmix = ImbalanceCutMix.from_pool(pool, config, own_seed) if config.part("cutmix") else None
 
@@ -253,6 +262,8 @@ def train(
             unlabelled, moved = augment_batch(
                 augment, pool.inputs(picked), {"target": torch.cat(targets, dim=1)}
             )
+            if strong is not None:
+                unlabelled = perturb_batch(strong, unlabelled)
             unlabelled = unlabelled.to(device)
             # Areas the augmentation moved in from outside the slice have confidence 0, so
             # they never count.

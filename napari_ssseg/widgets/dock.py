@@ -38,6 +38,7 @@ from napari_ssseg.io.outputs import write_prediction
 from napari_ssseg.project_store import MODEL_DIR, autosave_time, default_project_dir
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.widgets.cluster import ClusterConnection
+from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
 from napari_ssseg.widgets.layers import (
     PSEUDO_LABELS,
     UNCERTAINTY,
@@ -82,6 +83,7 @@ class SsSegWidget(QWidget):
         self._local_runner = self.runner
         self._cluster: ClusterConnection | None = None
         self.monitor = RunMonitor(self.runner, parent=self)
+        self.embeddings = EmbeddingPreparer(parent=self)
         self.session: AnnotationSession | None = None
         self.volumes = ProjectVolumes(napari_viewer)
         self._run_sessions: list[AnnotationSession] = []
@@ -100,6 +102,7 @@ class SsSegWidget(QWidget):
         self.destroyed.connect(partial(_unbind_keys, self.viewer))
         if self._owns_runner:
             self.destroyed.connect(self.runner.close)
+        self.destroyed.connect(self.embeddings.runner.close)
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -164,11 +167,14 @@ class SsSegWidget(QWidget):
         self.loss_plot = LossPlot()
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        self.embedding_label = QLabel("")
+        self.embedding_label.setWordWrap(True)
         form.addRow(self.settings)
         form.addRow(buttons)
         form.addRow(self.progress_bar)
         form.addRow(self.loss_plot)
         form.addRow(self.status_label)
+        form.addRow(self.embedding_label)
         layout.addWidget(training)
 
         review = QGroupBox("Review (most uncertain first)")
@@ -217,6 +223,16 @@ class SsSegWidget(QWidget):
         self.monitor.progressed.connect(self._on_progress)
         self.monitor.status_changed.connect(self._on_status)
         self.monitor.finished.connect(self._on_finished)
+        # Settings that change what the foundation model must embed; a short wait lets
+        # several changes (a restored project) start one job.
+        self._embed_soon = QTimer(self)
+        self._embed_soon.setSingleShot(True)
+        self._embed_soon.setInterval(500)
+        self._embed_soon.timeout.connect(self.prepare_embeddings)
+        self.embeddings.changed.connect(self.embedding_label.setText)
+        for combo in (self.method_combo, self.foundation_combo, self.refine_combo):
+            combo.currentTextChanged.connect(self._embed_soon.start)
+        self.checkpoint_edit.editingFinished.connect(self._embed_soon.start)
         # Painting fires many events; recount the annotated slices once it settles.
         self._recount = QTimer(self)
         self._recount.setSingleShot(True)
@@ -296,6 +312,7 @@ class SsSegWidget(QWidget):
             except SsSegError:
                 return
             self._show_results()
+            self._embed_soon.start()
 
     def _on_project_changed(self, text: str) -> None:
         """Follow the project folder with the export folder (until the user edits it)."""
@@ -483,6 +500,8 @@ class SsSegWidget(QWidget):
         self.status_label.setText(f"starting{warm}...")
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self._embed_soon.stop()
+        self.embeddings.pause()  # the run embeds what is still missing itself
         address, workers = self.settings.cluster()
         if address is None:
             self._use_runner(self._local_runner)
@@ -496,6 +515,20 @@ class SsSegWidget(QWidget):
         self._use_runner(self._cluster.runner)
         self.status_label.setText(f"connecting to the Ray cluster at {address}...")
         self._cluster.when_connected(lambda: self.monitor.start(job))
+
+    def prepare_embeddings(self) -> bool:
+        """Embed the current volume's slices in the background when the chosen settings need
+        the foundation model (not while training, nor for a cluster, whose workers keep
+        caches of their own); returns whether a job started."""
+        if self.monitor.running or self.settings.cluster()[0] is not None:
+            return False
+        try:
+            session = self.ensure_session()
+        except SsSegError:
+            return False
+        return self.embeddings.prepare(
+            session, self.training_config(), self.project_dir() / MODEL_DIR
+        )
 
     def _use_runner(self, runner: Any) -> None:
         self.runner = runner
@@ -531,6 +564,7 @@ class SsSegWidget(QWidget):
     def _on_finished(self, event: StatusEvent) -> None:
         self.train_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self._embed_soon.start()  # whatever a paused embedding job left, for the next run
         if event.status is RunStatus.ERROR:
             self.status_label.setText("training failed; your labels are unchanged")
             show_error(f"napari-ssseg: {event.message}")
@@ -656,4 +690,6 @@ class SsSegWidget(QWidget):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        self._embed_soon.stop()
+        self.embeddings.close()
         _unbind_keys(self.viewer)

@@ -13,6 +13,8 @@ TRAIN_SHARE = 90
 
 def percent(event: ProgressEvent) -> int:
     """Overall progress of a run in percent from one progress event."""
+    if event.stage == "embed":  # an embedding job has this one stage
+        return int(100 * min(event.fraction, 1.0))
     if event.stage == "train":
         return int(TRAIN_SHARE * min(event.fraction, 1.0))
     return TRAIN_SHARE + int((100 - TRAIN_SHARE) * min(event.fraction, 1.0))
@@ -29,9 +31,16 @@ class RunMonitor(QObject):
     status_changed = Signal(object)
     finished = Signal(object)
 
-    def __init__(self, runner: LocalRunner, interval_ms: int = 100, parent=None) -> None:
+    def __init__(
+        self,
+        runner: LocalRunner,
+        interval_ms: int = 100,
+        parent=None,
+        description: str = "napari-ssseg: training",
+    ) -> None:
         super().__init__(parent)
         self.runner = runner
+        self.description = description
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
@@ -46,7 +55,7 @@ class RunMonitor(QObject):
         """Start ``job``; its events arrive through the signals."""
         self.runner.start(job)
         self._shown = 0
-        self._bar = progress(total=100, desc="napari-ssseg: training")
+        self._bar = progress(total=100, desc=self.description)
         self._timer.start()
 
     def cancel(self) -> None:

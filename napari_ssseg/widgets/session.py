@@ -176,6 +176,13 @@ class AnnotationSession:
         init = self.model_dir if self._can_warm_start(config) else None
         return TrainingJob(volumes, list(self.class_names), dict(config), model_dir, init, threads)
 
+    def embedding_job(self, config: dict[str, Any], model_dir: Path) -> TrainingJob:
+        """A job embedding every slice of this volume for the foundation model of ``config``
+        (while the user labels: no annotated slice is needed; ``model_dir`` is left alone)."""
+        volume = self.volume_input()
+        volume.probe_slices, volume.predict = [], False
+        return TrainingJob([volume], list(self.class_names), dict(config), model_dir, task="embed")
+
     def _can_warm_start(self, config: dict[str, Any]) -> bool:
         if self.model_dir is None or not (self.model_dir / "model.json").is_file():
             return False

@@ -49,7 +49,7 @@ import time
 import numpy as np
 import torch
 
-from napari_ssseg.annotation import Project
+from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.data.intensity import normalise_intensity
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
@@ -76,12 +76,14 @@ def load_backend(config: TrainConfig):
 def source_slices(project: Project, pool: SlicePool, config: TrainConfig) -> dict[int, np.ndarray]:
     """The slices the foundation teacher works on: per partially annotated volume v, its
     (N, H, W) slices along the volume's axis at source resolution, in [0, 1]."""
-    sources: dict[int, np.ndarray] = {}
-    for v in partially_annotated(pool):
-        volume = project.volumes[v]
-        data = normalise_intensity(volume.image.data, config.intensity)
-        sources[v] = np.moveaxis(data, volume.axis, 0)
-    return sources
+    return {v: volume_slices(project.volumes[v], config) for v in partially_annotated(pool)}
+
+
+def volume_slices(volume: AnnotatedVolume, config: TrainConfig) -> np.ndarray:
+    """(N, H, W) slices of ``volume`` along its axis at source resolution, in [0, 1]: what the
+    foundation model embeds of it (the teacher's targets, refined predictions)."""
+    data = normalise_intensity(volume.image.data, config.intensity)
+    return np.moveaxis(data, volume.axis, 0)
 
 
 def embedding_cache(config: TrainConfig):

@@ -1,0 +1,102 @@
+"""Foundation-model embeddings made in the background while the user labels.
+
+On a CPU the foundation model's encoder takes seconds per slice: a training run of a method
+with the foundation model (or a refined prediction) would spend much of its budget there.
+micro-sam embeds an image when it is opened; here, once a volume is picked and the settings
+need the foundation model, an embedding job (:data:`~napari_ssseg.runner.job.TASKS`) runs in a
+process of its own and fills the on-disk embedding cache, which the training run then reads.
+Training takes precedence: :meth:`EmbeddingPreparer.pause` stops the job (what was embedded
+stays cached) and the dock asks again once the run has ended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import QObject, Signal
+
+from napari_ssseg.errors import SsSegError
+from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.widgets.run_monitor import RunMonitor
+from napari_ssseg.widgets.session import AnnotationSession
+
+
+def needs_embeddings(config: TrainConfig) -> bool:
+    """Whether a run of ``config`` gives slices to the foundation model's encoder: a
+    foundation-model teacher or feature term, or a prediction refined by it."""
+    return config.uses_foundation_model or config.refine in ("auto", "sam")
+
+
+class EmbeddingPreparer(QObject):
+    """Runs embedding jobs on a runner of its own; ``changed(str)`` says where they stand.
+
+    ``runner`` is for tests; by default a :class:`LocalRunner` (no spare process: an
+    embedding job is started at most once per volume and settings).
+    """
+
+    changed = Signal(str)
+
+    def __init__(self, runner: LocalRunner | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner if runner is not None else LocalRunner()
+        self.monitor = RunMonitor(
+            self.runner, parent=self, description="napari-ssseg: embedding slices"
+        )
+        self.monitor.progressed.connect(self._on_progress)
+        self.monitor.finished.connect(self._on_finished)
+        self._done: set[tuple[Any, ...]] = set()
+        self._key: tuple[Any, ...] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.monitor.running
+
+    def prepare(self, session: AnnotationSession, config: dict[str, Any], model_dir: Path) -> bool:
+        """Start embedding ``session``'s volume for ``config`` unless it is not needed, done
+        already for this volume and foundation model, or running; returns whether it started.
+        """
+        try:
+            settings = TrainConfig.from_dict(config)
+        except SsSegError:
+            return False  # the Train button reports bad settings
+        if not needs_embeddings(settings) or self.running:
+            return False
+        # Feature terms also embed the network's squares of the slices (foundation/precompute).
+        features = settings.part("distill_weight") > 0 or settings.part("prototype_weight") > 0
+        key = (
+            session.image.name,
+            settings.foundation_model,
+            settings.foundation_checkpoint,
+            settings.embedding_cache,
+            features,
+        )
+        if key in self._done:
+            return False
+        self._key = key
+        self.monitor.start(session.embedding_job(config, model_dir))
+        self.changed.emit("foundation model: embedding the slices while you label...")
+        return True
+
+    def pause(self) -> None:
+        """Stop a running job (training is about to start); its embeddings stay cached."""
+        if self.running:
+            self.monitor.cancel()
+
+    def close(self) -> None:
+        self.monitor.shutdown(close_runner=True)
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        self.changed.emit(
+            f"foundation model: {event.iteration} slices embedded ({event.elapsed:.0f} s)"
+        )
+
+    def _on_finished(self, event: StatusEvent) -> None:
+        if event.status is RunStatus.DONE:
+            self._done.add(self._key)
+            self.changed.emit(event.message)
+        elif event.status is RunStatus.STOPPED:
+            self.changed.emit("foundation model: embedding paused for training")
+        else:
+            self.changed.emit(f"foundation model: could not embed the slices ({event.message})")

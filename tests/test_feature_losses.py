@@ -442,3 +442,6 @@ def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_emb
     # model nothing is.
     assert embed_volume(unlabelled, tiny_config(tmp_path, method="sc-sam")) == (0, depth)
     assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl")) == (0, 0)
+    # A U-Net whose predictions the foundation model refines needs them too.
+    refined = tiny_config(tmp_path, method="unet", refine="auto")
+    assert embed_volume(unlabelled, refined) == (0, depth)

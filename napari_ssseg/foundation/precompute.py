@@ -26,6 +26,12 @@ class EmbeddingStopped(Exception):
     """Raised by :func:`embed_volume` when ``should_stop`` said so; what was embedded stays."""
 
 
+def needs_embeddings(config: TrainConfig) -> bool:
+    """Whether a run of ``config`` gives slices to the foundation model's encoder: a
+    foundation-model teacher or feature term, or predictions refined by it."""
+    return config.uses_foundation_model or config.refine in ("auto", "sam")
+
+
 def precompute_embeddings(
     project: Project,
     config: TrainConfig,
@@ -76,10 +82,10 @@ def embed_volume(
 
     ``on_progress(done, total)`` follows each slice; ``should_stop`` is asked before each
     one and raises :class:`EmbeddingStopped` (the embeddings made so far stay cached).
-    Returns (slices embedded now, slices in all); nothing happens for a run without the
-    foundation model.
+    Returns (slices embedded now, slices in all); nothing happens for a run that does not
+    need the foundation model (:func:`needs_embeddings`).
     """
-    if not config.uses_foundation_model:
+    if not needs_embeddings(config):
         return 0, 0
     from napari_ssseg.data.slices import SlicePool
     from napari_ssseg.foundation.embedding_cache import embed_slices

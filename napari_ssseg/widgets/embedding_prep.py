@@ -17,16 +17,11 @@ from typing import Any
 from qtpy.QtCore import QObject, Signal
 
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.foundation.precompute import needs_embeddings
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.widgets.run_monitor import RunMonitor
 from napari_ssseg.widgets.session import AnnotationSession
-
-
-def needs_embeddings(config: TrainConfig) -> bool:
-    """Whether a run of ``config`` gives slices to the foundation model's encoder: a
-    foundation-model teacher or feature term, or a prediction refined by it."""
-    return config.uses_foundation_model or config.refine in ("auto", "sam")
 
 
 class EmbeddingPreparer(QObject):

@@ -520,7 +520,8 @@ class SsSegWidget(QWidget):
         """Embed the current volume's slices in the background when the chosen settings need
         the foundation model (not while training, nor for a cluster, whose workers keep
         caches of their own); returns whether a job started."""
-        if self.monitor.running or self.settings.cluster()[0] is not None:
+        busy = self.monitor.running or self.settings.cluster()[0] is not None
+        if busy or self.labels_layer() is None:  # no labels layer made behind the user's back
             return False
         try:
             session = self.ensure_session()

@@ -60,14 +60,15 @@ class EmbeddingPreparer(QObject):
             return False
         # Feature terms also embed the network's squares of the slices (foundation/precompute).
         features = settings.part("distill_weight") > 0 or settings.part("prototype_weight") > 0
-        key = (
+        volume = (
             session.image.name,
             settings.foundation_model,
             settings.foundation_checkpoint,
             settings.embedding_cache,
-            features,
         )
-        if key in self._done:
+        key = (*volume, features)
+        # A job that embedded the squares too covers one that needs only the slices.
+        if key in self._done or (*volume, True) in self._done:
             return False
         self._key = key
         self.monitor.start(session.embedding_job(config, model_dir))

@@ -1,0 +1,92 @@
+"""The dock's background embeddings: started only when the settings need the foundation
+model, once per volume and model, paused for training (a scripted runner, no process)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_ssseg.io.volume import Volume
+from napari_ssseg.runner import ProgressEvent, RunStatus, StatusEvent
+
+pytest.importorskip("qtpy")
+
+
+class ScriptedRunner:
+    """Stands in for a LocalRunner: records jobs, hands out the events a test queues."""
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+        self.queued: list = []
+        self.status = RunStatus.DONE
+        self.cancelled = 0
+
+    @property
+    def running(self) -> bool:
+        return not self.status.finished
+
+    def start(self, job) -> None:
+        self.jobs.append(job)
+        self.status = RunStatus.RUNNING
+
+    def poll(self) -> list:
+        events, self.queued = self.queued, []
+        for event in events:
+            if isinstance(event, StatusEvent):
+                self.status = event.status
+        return events
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+        self.queued.append(StatusEvent(RunStatus.STOPPED, "stopped"))
+
+    def close(self) -> None:
+        return None
+
+
+def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtbot, tmp_path):
+    from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
+    from napari_ssseg.widgets.session import AnnotationSession
+
+    runner = ScriptedRunner()
+    preparer = EmbeddingPreparer(runner=runner)
+    texts: list[str] = []
+    preparer.changed.connect(texts.append)
+    image = Volume(np.zeros((8, 8, 4), np.float32), np.eye(4), name="scan")
+    session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), ["organ"], axis=2)
+    model_dir = tmp_path / "model"
+
+    # The default method and plain predictions never touch the foundation model.
+    assert not preparer.prepare(session, {"method": "ssl"}, model_dir)
+    assert not preparer.prepare(session, {"method": "unet", "refine": "off"}, model_dir)
+    # A method with it (or a refined prediction) does: one embedding job of this volume.
+    assert preparer.prepare(session, {"method": "sc-sam"}, model_dir)
+    job = runner.jobs[-1]
+    assert job.task == "embed" and job.volumes[0].name == "scan" and not job.volumes[0].predict
+    assert not preparer.prepare(session, {"method": "sc-sam"}, model_dir)  # already running
+
+    # Training starts: the job is paused, and asked again afterwards it starts again.
+    preparer.pause()
+    qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
+    assert runner.cancelled == 1 and texts[-1] == "foundation model: embedding paused for training"
+    assert preparer.prepare(session, {"method": "uncol"}, model_dir)
+    runner.queued += [
+        ProgressEvent("embed", 0.5, 3.0, 2),
+        StatusEvent(RunStatus.DONE, "4 slices ready for the foundation model (2 embedded in 6 s)"),
+    ]
+    qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
+    assert "foundation model: 2 slices embedded (3 s)" in texts
+    assert texts[-1].startswith("4 slices ready")
+    # Done for this volume and model, the feature terms' squares included (uncol has them):
+    # nothing more for full (the same needs) nor sc-sam (the slices only).
+    assert not preparer.prepare(session, {"method": "full"}, model_dir)
+    assert not preparer.prepare(session, {"method": "sc-sam"}, model_dir)
+    # Another foundation model needs embeddings of its own.
+    other = {"method": "sc-sam", "foundation_model": "sam_vit_b", "foundation_checkpoint": "b.pth"}
+    assert preparer.prepare(session, other, model_dir)
+    assert len(runner.jobs) == 3
+    # Settings that do not validate start nothing (the Train button reports them).
+    preparer.pause()
+    qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
+    assert not preparer.prepare(session, {"method": "sc-sam", "lr": -1.0}, model_dir)
+    preparer.close()

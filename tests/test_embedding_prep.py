@@ -81,6 +81,7 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
     # nothing more for full (the same needs) nor sc-sam (the slices only).
     assert not preparer.prepare(session, {"method": "full"}, model_dir)
     assert not preparer.prepare(session, {"method": "sc-sam"}, model_dir)
+    assert not preparer.prepare(session, {"method": "ssl", "distill_weight": 1.0}, model_dir)
     # Another foundation model needs embeddings of its own.
     other = {"method": "sc-sam", "foundation_model": "sam_vit_b", "foundation_checkpoint": "b.pth"}
     assert preparer.prepare(session, other, model_dir)

@@ -442,6 +442,11 @@ def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_emb
     # model nothing is.
     assert embed_volume(unlabelled, tiny_config(tmp_path, method="sc-sam")) == (0, depth)
     assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl")) == (0, 0)
-    # A U-Net whose predictions the foundation model refines needs them too.
+    # A U-Net whose predictions the foundation model refines needs them too; distillation
+    # with plain predictions needs only the squares.
     refined = tiny_config(tmp_path, method="unet", refine="auto")
     assert embed_volume(unlabelled, refined) == (0, depth)
+    squares = tiny_config(tmp_path, method="ssl", distill_weight=1.0, refine="off")
+    assert embed_volume(unlabelled, squares) == (0, depth)
+    assert precompute_embeddings(project, squares) == 0
+    assert echo.embedded == total

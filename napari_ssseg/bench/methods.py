@@ -220,4 +220,6 @@ def make_method(name: str, config: TrainConfig) -> Method:
             raise ValueError(f"{name}: unknown part {part!r}; parts: {known}")
     if tuple(teachers) != METHODS[base]:
         settings["teachers_override"] = tuple(teachers)
+    if refine is not None:  # the model's own default too: +precompute embeds what it needs
+        settings["refine"] = refine
     return Learned(replace(config, **settings), refine=refine, label=name, precompute=precompute)

@@ -29,7 +29,13 @@ class EmbeddingStopped(Exception):
 def needs_embeddings(config: TrainConfig) -> bool:
     """Whether a run of ``config`` gives slices to the foundation model's encoder: a
     foundation-model teacher or feature term, or predictions refined by it."""
-    return config.uses_foundation_model or config.refine in ("auto", "sam")
+    return needs_source_slices(config) or config.uses_feature_terms
+
+
+def needs_source_slices(config: TrainConfig) -> bool:
+    """Whether a run of ``config`` embeds slices at their source resolution: the foundation
+    teacher's targets and refined predictions do; the feature bank takes network squares."""
+    return config.uses_foundation_teacher or config.refine_mode != "off"
 
 
 def precompute_embeddings(
@@ -42,7 +48,7 @@ def precompute_embeddings(
     Returns the number of slices the encoder embedded (those already cached cost nothing).
     Nothing happens for a run without the foundation model.
     """
-    if not config.uses_foundation_model:
+    if not needs_embeddings(config):
         return 0
     from napari_ssseg.data.slices import SlicePool
     from napari_ssseg.foundation.embedding_cache import embed_slices
@@ -57,9 +63,10 @@ def precompute_embeddings(
     cache = embedding_cache(config)
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
     slices: list[np.ndarray] = []
-    for data in source_slices(project, pool, config).values():
-        slices.extend(data)
-    if config.part("distill_weight") > 0 or config.part("prototype_weight") > 0:
+    if needs_source_slices(config):
+        for data in source_slices(project, pool, config).values():
+            slices.extend(data)
+    if config.uses_feature_terms:
         slices.extend(bank_squares(pool, choose_slices(pool, config.distill_slices)))
     before = cache.misses
     for i, image in enumerate(slices):
@@ -98,8 +105,8 @@ def embed_volume(
 
     backend = load_backend(config)
     cache = embedding_cache(config)
-    slices: list[np.ndarray] = list(volume_slices(volume, config))
-    if config.part("distill_weight") > 0 or config.part("prototype_weight") > 0:
+    slices = list(volume_slices(volume, config)) if needs_source_slices(config) else []
+    if config.uses_feature_terms:
         # Only the images matter for the squares: a label-free copy needs no class names.
         blank = AnnotatedVolume.from_labels(
             volume.image, np.zeros(volume.image.shape, np.int16), volume.axis, []

@@ -48,9 +48,7 @@ def resolve_refine(mode: str | None, config: TrainConfig) -> str:
     for a model trained with a foundation teacher and ``off`` otherwise. An unknown mode
     raises :class:`InputError`."""
     if mode is None:
-        mode = config.refine
-    if mode is None:
-        return "auto" if config.uses_foundation_model else "off"
+        return config.refine_mode
     if mode not in REFINE_MODES:
         raise InputError(f"refine must be one of {', '.join(REFINE_MODES)}, not {mode!r}")
     return mode

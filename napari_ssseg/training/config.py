@@ -311,12 +311,29 @@ class TrainConfig:
         return METHODS[self.method]
 
     @property
-    def uses_foundation_model(self) -> bool:
-        """Whether the run loads the foundation model: a teacher of its method (or of its
-        fused teacher) is the foundation model, or a feature term is on."""
+    def uses_foundation_teacher(self) -> bool:
+        """Whether a teacher of the run (or of its fused teacher) is the foundation model."""
         fused = FUSED_MEMBERS if "fused" in self.teachers else ()
-        features = self.part("distill_weight") > 0 or self.part("prototype_weight") > 0
-        return "sam" in self.teachers + fused or features
+        return "sam" in self.teachers + fused
+
+    @property
+    def uses_feature_terms(self) -> bool:
+        """Whether feature distillation or prototype alignment is on (the feature bank)."""
+        return self.part("distill_weight") > 0 or self.part("prototype_weight") > 0
+
+    @property
+    def uses_foundation_model(self) -> bool:
+        """Whether the run loads the foundation model: a foundation-model teacher or a
+        feature term."""
+        return self.uses_foundation_teacher or self.uses_feature_terms
+
+    @property
+    def refine_mode(self) -> str:
+        """How this model's predictions are refined unless a prediction asks otherwise:
+        ``refine``, else ``auto`` for a model trained with the foundation model, else ``off``."""
+        if self.refine is not None:
+            return self.refine
+        return "auto" if self.uses_foundation_model else "off"
 
     @property
     def foundation_seconds(self) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any
 from qtpy.QtCore import QObject, Signal
 
 from napari_ssseg.errors import SsSegError
-from napari_ssseg.foundation.precompute import needs_embeddings
+from napari_ssseg.foundation.precompute import needs_embeddings, needs_source_slices
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.widgets.run_monitor import RunMonitor
@@ -41,8 +41,9 @@ class EmbeddingPreparer(QObject):
         )
         self.monitor.progressed.connect(self._on_progress)
         self.monitor.finished.connect(self._on_finished)
-        self._done: set[tuple[Any, ...]] = set()
-        self._key: tuple[Any, ...] | None = None
+        # Per volume and foundation model: the kinds of embeddings made (slices, squares).
+        self._done: dict[tuple[Any, ...], set[str]] = {}
+        self._job: tuple[tuple[Any, ...], set[str]] | None = None
 
     @property
     def running(self) -> bool:
@@ -58,19 +59,18 @@ class EmbeddingPreparer(QObject):
             return False  # the Train button reports bad settings
         if not needs_embeddings(settings) or self.running:
             return False
-        # Feature terms also embed the network's squares of the slices (foundation/precompute).
-        features = settings.part("distill_weight") > 0 or settings.part("prototype_weight") > 0
         volume = (
             session.image.name,
             settings.foundation_model,
             settings.foundation_checkpoint,
             settings.embedding_cache,
         )
-        key = (*volume, features)
-        # A job that embedded the squares too covers one that needs only the slices.
-        if key in self._done or (*volume, True) in self._done:
+        # Slices at source resolution and/or the network's squares (foundation/precompute).
+        kinds = {"slices"} if needs_source_slices(settings) else set()
+        kinds |= {"squares"} if settings.uses_feature_terms else set()
+        if kinds <= self._done.get(volume, set()):
             return False
-        self._key = key
+        self._job = (volume, kinds)
         self.monitor.start(session.embedding_job(config, model_dir))
         self.changed.emit("foundation model: embedding the slices while you label...")
         return True
@@ -90,7 +90,8 @@ class EmbeddingPreparer(QObject):
 
     def _on_finished(self, event: StatusEvent) -> None:
         if event.status is RunStatus.DONE:
-            self._done.add(self._key)
+            volume, kinds = self._job
+            self._done.setdefault(volume, set()).update(kinds)
             self.changed.emit(event.message)
         elif event.status is RunStatus.STOPPED:
             self.changed.emit("foundation model: embedding paused for training")

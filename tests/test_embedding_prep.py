@@ -71,10 +71,12 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
     assert runner.cancelled == 1 and texts[-1] == "foundation model: embedding paused for training"
     assert preparer.prepare(session, {"method": "uncol"}, model_dir)
     runner.queued += [
+        ProgressEvent("embed", 0.25, 1.0, 1),
         ProgressEvent("embed", 0.5, 3.0, 2),
         StatusEvent(RunStatus.DONE, "4 slices ready for the foundation model (2 embedded in 6 s)"),
     ]
     qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
+    assert "foundation model: 1 slice embedded (1 s)" in texts
     assert "foundation model: 2 slices embedded (3 s)" in texts
     assert texts[-1].startswith("4 slices ready")
     # Done for this volume and model, the feature terms' squares included (uncol has them):

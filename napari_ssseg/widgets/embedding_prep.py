@@ -84,8 +84,10 @@ class EmbeddingPreparer(QObject):
         self.monitor.shutdown(close_runner=True)
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        done = event.iteration
         self.changed.emit(
-            f"foundation model: {event.iteration} slices embedded ({event.elapsed:.0f} s)"
+            f"foundation model: {done} slice{'' if done == 1 else 's'} embedded"
+            f" ({event.elapsed:.0f} s)"
         )
 
     def _on_finished(self, event: StatusEvent) -> None:

@@ -41,7 +41,7 @@ class EmbeddingPreparer(QObject):
         )
         self.monitor.progressed.connect(self._on_progress)
         self.monitor.finished.connect(self._on_finished)
-        # Per volume and foundation model: the kinds of embeddings made (slices, squares).
+        # Per volume and model settings: the kinds of embeddings made (slices, squares).
         self._done: dict[tuple[Any, ...], set[str]] = {}
         self._job: tuple[tuple[Any, ...], set[str]] | None = None
 
@@ -59,11 +59,15 @@ class EmbeddingPreparer(QObject):
             return False  # the Train button reports bad settings
         if not needs_embeddings(settings) or self.running:
             return False
+        # What the embeddings' keys depend on besides the volume's voxels.
         volume = (
             session.image.name,
             settings.foundation_model,
             settings.foundation_checkpoint,
             settings.embedding_cache,
+            repr(settings.intensity),
+            settings.image_size,
+            settings.context,
         )
         # Slices at source resolution and/or the network's squares (foundation/precompute).
         kinds = {"slices"} if needs_source_slices(settings) else set()

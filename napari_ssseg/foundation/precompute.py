@@ -46,21 +46,15 @@ def precompute_embeddings(
     """Fill ``config``'s embedding cache for a run of ``config`` on ``project``.
 
     Returns the number of slices the encoder embedded (those already cached cost nothing).
-    Nothing happens for a run without the foundation model.
+    Nothing happens for a run that does not need the foundation model
+    (:func:`needs_embeddings`).
     """
     if not needs_embeddings(config):
         return 0
     from napari_ssseg.data.slices import SlicePool
-    from napari_ssseg.foundation.embedding_cache import embed_slices
     from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
-    from napari_ssseg.training.teachers.foundation import (
-        embedding_cache,
-        load_backend,
-        source_slices,
-    )
+    from napari_ssseg.training.teachers.foundation import source_slices
 
-    backend = load_backend(config)
-    cache = embedding_cache(config)
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
     slices: list[np.ndarray] = []
     if needs_source_slices(config):
@@ -68,12 +62,8 @@ def precompute_embeddings(
             slices.extend(data)
     if config.uses_feature_terms:
         slices.extend(bank_squares(pool, choose_slices(pool, config.distill_slices)))
-    before = cache.misses
-    for i, image in enumerate(slices):
-        embed_slices(backend, [image], cache)
-        if on_progress is not None:
-            on_progress((i + 1) / len(slices))
-    return cache.misses - before
+    progress = None if on_progress is None else lambda done, total: on_progress(done / total)
+    return _embed_into_cache(config, slices, progress)
 
 
 def embed_volume(
@@ -95,16 +85,9 @@ def embed_volume(
     if not needs_embeddings(config):
         return 0, 0
     from napari_ssseg.data.slices import SlicePool
-    from napari_ssseg.foundation.embedding_cache import embed_slices
     from napari_ssseg.training.embedding_bank import bank_squares
-    from napari_ssseg.training.teachers.foundation import (
-        embedding_cache,
-        load_backend,
-        volume_slices,
-    )
+    from napari_ssseg.training.teachers.foundation import volume_slices
 
-    backend = load_backend(config)
-    cache = embedding_cache(config)
     slices = list(volume_slices(volume, config)) if needs_source_slices(config) else []
     if config.uses_feature_terms:
         # Only the images matter for the squares: a label-free copy needs no class names.
@@ -115,6 +98,23 @@ def embed_volume(
             Project([blank], ["foreground"]), config.image_size, config.intensity, config.context
         )
         slices.extend(bank_squares(pool, sorted(pool.labelled + pool.unlabelled)))
+    return _embed_into_cache(config, slices, on_progress, should_stop), len(slices)
+
+
+def _embed_into_cache(
+    config: TrainConfig,
+    slices: list[np.ndarray],
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Embed each (H, W) slice into ``config``'s cache with its foundation model, one at a
+    time (``on_progress(done, total)`` after each, ``should_stop`` before each: raises
+    :class:`EmbeddingStopped`); returns how many were not cached already."""
+    from napari_ssseg.foundation.embedding_cache import embed_slices
+    from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
+
+    backend = load_backend(config)
+    cache = embedding_cache(config)
     before = cache.misses
     for i, image in enumerate(slices):
         if should_stop is not None and should_stop():
@@ -122,4 +122,4 @@ def embed_volume(
         embed_slices(backend, [image], cache)
         if on_progress is not None:
             on_progress(i + 1, len(slices))
-    return cache.misses - before, len(slices)
+    return cache.misses - before

@@ -218,20 +218,19 @@ def _embed(job: TrainingJob, config: Any, events: Any, stop: Any) -> str | None:
     from napari_ssseg.foundation.precompute import EmbeddingStopped, embed_volume
 
     start = time.monotonic()
-    volumes = [volume.annotation() for volume in job.volumes]
     made = total = 0
 
     def should_stop() -> bool:
         return stop.is_set() or _parent_gone()
 
-    for i, volume in enumerate(volumes):
+    for i, volume in enumerate(job.volumes):
 
         def on_progress(done: int, count: int, i: int = i) -> None:
-            fraction = (i + done / count) / len(volumes)
+            fraction = (i + done / count) / len(job.volumes)
             events.put(ProgressEvent("embed", fraction, time.monotonic() - start, done))
 
-        try:
-            new, count = embed_volume(volume, config, on_progress, should_stop)
+        try:  # one volume read at a time
+            new, count = embed_volume(volume.annotation(), config, on_progress, should_stop)
         except EmbeddingStopped:
             return None
         made, total = made + new, total + count

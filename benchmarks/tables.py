@@ -44,7 +44,10 @@ def table(doc: dict) -> str:
             + " | ".join(fmt(c) for c in r["class_dice"])
             + f" | {seconds} | {len(r['volumes'])} |"
         )
-    lines += paired_lines(doc)
+    # Each method against unet, or, in a run without it, against the first method listed.
+    lines += paired_lines(
+        doc, reference="unet" if "unet" in doc["results"] else next(iter(doc["results"]))
+    )
     if len(doc["results"]) > 2:  # ablations: each part against ssl as well
         lines += paired_lines(doc, reference="ssl", skip=("unet", "interp", "interp-nn"))
     return "\n".join(lines)

@@ -30,6 +30,7 @@ TRAINING_METHODS = (
     "unet",
     "mt",
     "shape",
+    "flow",
     "connect",
     "ssl",
     "sc-sam",

@@ -79,9 +79,10 @@ def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("name", "teachers", "settings", "refine"),
     [
-        ("ssl", ("mean", "shape"), {"cutmix": False, "distill_weight": 0.0}, None),
-        ("ssl+sam", ("mean", "shape", "sam"), {}, None),
-        ("ssl-shape+cutmix", ("mean",), {"cutmix": True}, None),
+        ("ssl", ("mean", "shape", "flow"), {"cutmix": False, "distill_weight": 0.0}, None),
+        ("ssl-flow", ("mean", "shape"), {}, None),
+        ("ssl+sam", ("mean", "shape", "flow", "sam"), {}, None),
+        ("ssl-shape+cutmix", ("mean", "flow"), {"cutmix": True}, None),
         (
             "full-cutmix-distill",
             ("fused", "shape", "self"),
@@ -90,7 +91,7 @@ def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
         ),
         ("sc-sam+refine", ("sam",), {}, "auto"),
         ("unet-refine+prototype", (), {"prototype_weight": 0.5}, "off"),
-        ("ssl-gate", ("mean", "shape"), {}, None),
+        ("ssl-gate", ("mean", "shape", "flow"), {}, None),
     ],
 )
 def test_method_names_switch_parts(name, teachers, settings, refine):

@@ -34,6 +34,8 @@ class Method:
     """Training steps of the last model fitted (None for methods that do not train)."""
     last_untimed: float = 0.0
     """Seconds of the last call spent on work left out of its time (precomputed embeddings)."""
+    last_teachers_from: int | None = None
+    """The step from which the last run's teachers taught (None: never, or no teachers)."""
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         """(X, Y, Z) labels from the annotated slices of ``volume``."""
@@ -100,6 +102,7 @@ class Learned(Method):
                 self.last_untimed = time.perf_counter() - start
             model = train_model(project, config)
             self.last_steps = model.summary["iterations"]
+            self.last_teachers_from = model.summary.get("teachers_from")
             return predict_volume(model, volume, refine=self.refine).labels
 
     def fit(self, project: Project) -> None:
@@ -108,6 +111,7 @@ class Learned(Method):
         config = replace(self.config, embedding_cache=self._fit_cache.name)
         self.model = train_model(project, config)
         self.last_steps = self.model.summary["iterations"]
+        self.last_teachers_from = self.model.summary.get("teachers_from")
 
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
         if self.model is None:

@@ -146,6 +146,7 @@ def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
                 "seconds": seconds,
                 "untimed_seconds": method.last_untimed,
                 "steps": method.last_steps,
+                "teachers_from": method.last_teachers_from,
                 **memory.as_dict(),
             }
             row.update(_score(pred, ref, num_classes, annotated, axis))

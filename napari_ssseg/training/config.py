@@ -18,8 +18,9 @@ METHODS: dict[str, tuple[str, ...]] = {
     "unet": (),
     "mt": ("mean",),
     "shape": ("shape",),
+    "flow": ("flow",),
     "connect": ("connect",),
-    "ssl": ("mean", "shape"),
+    "ssl": ("mean", "shape", "flow"),
     "sc-sam": ("sam",),
     "curriculum": ("self",),
     "uncol": ("fused",),
@@ -31,16 +32,19 @@ METHODS: dict[str, tuple[str, ...]] = {
 on every unannotated slice. ``shape``: plus shape continuity (targets interpolated between
 annotated slices, gated by distance to the contour and to the annotated slices and by how well
 the two annotated shapes agree; background beyond the annotated structure's ends).
+``flow``: plus slice propagation (the annotated labels carried to neighbouring slices by
+optical flow on the images, ``training/teachers/flow.py``).
 ``connect``: plus 3-D continuity (predicted components not connected to the annotation taught
-as background). ``ssl``: mean teacher and shape continuity. ``sc-sam``: the foundation model
-prompted by the student's prediction, its decoder LoRA-tuned (``training/teachers/foundation.py``).
+as background). ``ssl``: mean teacher, shape continuity and slice propagation. ``sc-sam``: the
+foundation model prompted by the student's prediction, its decoder LoRA-tuned
+(``training/teachers/foundation.py``).
 ``curriculum``: whole-volume EMA pseudo-labels admitted by confidence. ``uncol``: UnCoL's dual
 teacher, the mean teacher and the foundation model both supervising through one target per
 slice, each pixel taken from the member with the lower uncertainty (the teachers of
 :data:`FUSED_MEMBERS`; ``training/teachers/fused.py``), with feature distillation.
 ``full``: every part on (see :data:`PRESET_PARTS`)."""
 
-TEACHERS: tuple[str, ...] = ("mean", "shape", "connect", "self", "sam", "fused")
+TEACHERS: tuple[str, ...] = ("mean", "shape", "flow", "connect", "self", "sam", "fused")
 """Every teacher a run can train with (``training/teachers``)."""
 
 FUSED_MEMBERS: tuple[str, ...] = ("mean", "sam")
@@ -119,6 +123,17 @@ class TrainConfig:
     shape_range_mm: float = 10.0
     # Teach background on slices well beyond the outermost labelled slice (shape.py).
     shape_extent: bool = True
+    # Slice propagation (teachers/flow.py), from shape_start at full weight: labels carried
+    # up to flow_reach slices from each annotated slice, by Lucas-Kanade flow over windows of
+    # flow_radius_mm; confidence falls with the image mismatch after warping (scale
+    # flow_sigma, intensities in [0, 1]) and by flow_decay per further slice.
+    # 3: in ssl it has a third of the unannotated slices the loop draws (mean, shape, flow);
+    # at weight 1 it added nothing there on an ACDC pilot, at 3 it did (README, Results).
+    flow_weight: float = 3.0
+    flow_reach: int = 1
+    flow_radius_mm: float = 15.0
+    flow_sigma: float = 0.1
+    flow_decay: float = 0.7
     connect_weight: float = 1.0
     connect_refresh: int = 50
     curriculum_start_fraction: float = 0.5
@@ -243,6 +258,12 @@ class TrainConfig:
         if self.shape_margin_mm <= 0 or self.shape_range_mm <= 0 or self.shape_weight < 0:
             raise SsSegError(
                 "shape_margin_mm and shape_range_mm must be positive and shape_weight >= 0"
+            )
+        if self.flow_reach < 1 or self.flow_weight < 0:
+            raise SsSegError("flow_reach must be at least 1 and flow_weight >= 0")
+        if self.flow_radius_mm <= 0 or self.flow_sigma <= 0 or not 0 < self.flow_decay <= 1:
+            raise SsSegError(
+                "flow_radius_mm and flow_sigma must be positive and flow_decay in (0, 1]"
             )
         if self.connect_refresh < 1 or self.connect_weight < 0:
             raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")

@@ -12,6 +12,9 @@ turns each teacher's targets into its own weighted loss term.
   distance of a pixel from the interpolated contour and falls with the physical distance to
   the nearer annotated slice, so it counts on smooth, finely sliced anatomy and fades on
   thick slices. It says nothing outside the annotated range.
+- :class:`FlowTeacher`: slice propagation. The labels of each annotated slice carried to its
+  neighbours by optical flow on the images; confidence from the label margin and the match of
+  the warped image with the neighbour's, so it holds where thick slices change shape.
 - :class:`ConnectivityTeacher`: 3-D continuity. Every ``connect_refresh`` steps the student
   predicts every slice of the partially annotated volumes; predicted components that touch no
   annotated voxel of their class (look-alike tissue on distant slices) are taught as
@@ -38,6 +41,7 @@ from napari_ssseg.training.config import FUSED_MEMBERS, TrainConfig
 from napari_ssseg.training.teachers.base import Teacher
 from napari_ssseg.training.teachers.connectivity import ConnectivityTeacher
 from napari_ssseg.training.teachers.curriculum import CurriculumTeacher
+from napari_ssseg.training.teachers.flow import FlowTeacher
 from napari_ssseg.training.teachers.fused import FusedTeacher, fuse_targets
 from napari_ssseg.training.teachers.mean import MeanTeacher
 from napari_ssseg.training.teachers.shape import ShapeTeacher, shape_confidence
@@ -45,6 +49,7 @@ from napari_ssseg.training.teachers.shape import ShapeTeacher, shape_confidence
 __all__ = [
     "ConnectivityTeacher",
     "CurriculumTeacher",
+    "FlowTeacher",
     "FusedTeacher",
     "MeanTeacher",
     "ShapeTeacher",
@@ -70,6 +75,8 @@ def build_teachers(
             teacher: Teacher = MeanTeacher(student, pool, config, device)
         elif name == "shape":
             teacher = ShapeTeacher(project, pool, config)
+        elif name == "flow":
+            teacher = FlowTeacher(project, pool, config)
         elif name == "connect":
             teacher = ConnectivityTeacher(pool, config, device)
         elif name == "self":

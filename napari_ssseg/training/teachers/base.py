@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from napari_ssseg.annotation import AnnotatedVolume
+from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.schedules import sigmoid_rampup
@@ -70,6 +72,15 @@ def partially_annotated(pool: SlicePool) -> list[int]:
         for v, prepared in enumerate(pool.volumes)
         if bool(prepared.annotated.any()) and not bool(prepared.annotated.all())
     ]
+
+
+def slice_pixel_mm(volume: AnnotatedVolume, grid: SliceGrid) -> tuple[float, float]:
+    """The (row, column) size in mm of a pixel of ``volume``'s slices on the network grid."""
+    in_plane = [s for i, s in enumerate(volume.image.spacing) if i != volume.axis]
+    return tuple(  # type: ignore[return-value]
+        float(s) * src / res
+        for s, src, res in zip(in_plane, grid.source_shape, grid.resized_shape, strict=True)
+    )
 
 
 def blank_target(num_classes: int, size: tuple[int, int]) -> torch.Tensor:

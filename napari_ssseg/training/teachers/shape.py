@@ -12,7 +12,7 @@ from napari_ssseg.baselines.interpolation import blended_distances
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
-from napari_ssseg.training.teachers.base import Teacher
+from napari_ssseg.training.teachers.base import Teacher, slice_pixel_mm
 
 
 def shape_confidence(
@@ -115,12 +115,7 @@ class ShapeTeacher(Teacher):
             annotated = volume.annotated_slices
             if len(annotated) < 2:
                 continue
-            in_plane = [s for i, s in enumerate(volume.image.spacing) if i != volume.axis]
-            grid = prepared.grid
-            pixel_mm = tuple(
-                float(s) * src / res
-                for s, src, res in zip(in_plane, grid.source_shape, grid.resized_shape, strict=True)
-            )
+            pixel_mm = slice_pixel_mm(volume, prepared.grid)
             slice_mm = float(volume.image.spacing[volume.axis])
             maps = blended_distances(
                 prepared.labels.numpy(), annotated, project.num_classes, pixel_mm

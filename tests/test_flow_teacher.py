@@ -128,3 +128,27 @@ def test_flow_teacher_is_built_by_name_and_settings_are_checked():
     for bad in ({"flow_reach": 0}, {"flow_sigma": 0.0}, {"flow_decay": 1.5}):
         with pytest.raises(SsSegError, match="flow_"):
             TrainConfig(**bad)
+
+
+def test_fused_teacher_members_are_a_setting():
+    from napari_ssseg.training.teachers import FusedTeacher
+
+    config = TrainConfig(
+        image_size=48,
+        channels=(8, 16),
+        teachers_override=("fused",),
+        fused_members=["mean", "flow"],
+    )
+    assert config.fused_members == ("mean", "flow")
+    assert not config.uses_foundation_model
+    project = Project([_moving_disc_volume([2])], ["disc"])
+    pool = SlicePool(project, config.image_size, config.intensity)
+    student = torch.nn.Conv2d(1, 2, 1)
+    (teacher,) = build_teachers(
+        config.teachers, project, pool, student, config, torch.device("cpu")
+    )
+    assert isinstance(teacher, FusedTeacher)
+    assert [m.name for m in teacher.members] == ["mean", "flow"]
+    for bad in ((), ("fused",), ("mean", "glitter")):
+        with pytest.raises(SsSegError, match="fused_members"):
+            TrainConfig(fused_members=bad)

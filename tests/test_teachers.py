@@ -152,9 +152,8 @@ def test_build_teachers_leaves_out_those_with_nothing_to_teach():
     pool = SlicePool(project, config.image_size, config.intensity)
     student = torch.nn.Conv2d(1, 2, 1)
     teachers = build_teachers(config.teachers, project, pool, student, config, torch.device("cpu"))
-    # One annotated slice: nothing to interpolate; the mean teacher and the slice
-    # propagation to its two neighbours remain.
-    assert [t.name for t in teachers] == ["mean", "flow"]
+    # One annotated slice: nothing to interpolate, only the mean teacher remains.
+    assert [t.name for t in teachers] == ["mean"]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "shape": ("shape",),
     "flow": ("flow",),
     "connect": ("connect",),
-    "ssl": ("mean", "shape", "flow"),
+    "ssl": ("mean", "shape"),
     "sc-sam": ("sam",),
     "curriculum": ("self",),
     "uncol": ("fused",),
@@ -35,7 +35,7 @@ the two annotated shapes agree; background beyond the annotated structure's ends
 ``flow``: plus slice propagation (the annotated labels carried to neighbouring slices by
 optical flow on the images, ``training/teachers/flow.py``).
 ``connect``: plus 3-D continuity (predicted components not connected to the annotation taught
-as background). ``ssl``: mean teacher, shape continuity and slice propagation. ``sc-sam``: the
+as background). ``ssl``: mean teacher and shape continuity. ``sc-sam``: the
 foundation model prompted by the student's prediction, its decoder LoRA-tuned
 (``training/teachers/foundation.py``).
 ``curriculum``: whole-volume EMA pseudo-labels admitted by confidence. ``uncol``: UnCoL's dual
@@ -127,8 +127,9 @@ class TrainConfig:
     # up to flow_reach slices from each annotated slice, by Lucas-Kanade flow over windows of
     # flow_radius_mm; confidence falls with the image mismatch after warping (scale
     # flow_sigma, intensities in [0, 1]) and by flow_decay per further slice.
-    # 3: in ssl it has a third of the unannotated slices the loop draws (mean, shape, flow);
-    # at weight 1 it added nothing there on an ACDC pilot, at 3 it did (README, Results).
+    # 3: beside the mean teacher and shape continuity (ssl+flow) it has a third of the
+    # unannotated slices the loop draws; at weight 1 it changed nothing on a 4-volume ACDC
+    # pilot, at 3 it helped there but lost 1.0 Dice to unet on 10 volumes (README).
     flow_weight: float = 3.0
     flow_reach: int = 1
     flow_radius_mm: float = 15.0
@@ -159,6 +160,8 @@ class TrainConfig:
     foundation_time_share: float = 1.0
     # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
     fused_weight: float = 1.0
+    # The teachers the fused teacher fuses (earlier ones win ties; UnCoL: FUSED_MEMBERS).
+    fused_members: tuple[str, ...] = FUSED_MEMBERS
     # Feature-level guidance from the frozen foundation encoder (training/feature_alignment.py),
     # any method, off at 0: the U-Net's projected decoder features pulled toward the encoder's
     # embeddings per location (distill, UnCoL) and per class region (prototype, BARL), on
@@ -206,6 +209,7 @@ class TrainConfig:
                 f"training setting intensity must be an object, not {self.intensity!r}"
             )
         self.channels = tuple(int(c) for c in self.channels)
+        self.fused_members = tuple(self.fused_members)
         if self.teachers_override is not None:
             self.teachers_override = tuple(self.teachers_override)
         self.validate()
@@ -218,6 +222,12 @@ class TrainConfig:
         if unknown:
             raise SsSegError(
                 f"unknown teacher(s) {', '.join(unknown)}; choose from {', '.join(TEACHERS)}"
+            )
+        members = set(self.fused_members)
+        if not members or not members <= set(TEACHERS) - {"fused"}:
+            raise SsSegError(
+                f"fused_members {list(self.fused_members)} must name at least one teacher of "
+                f"{', '.join(t for t in TEACHERS if t != 'fused')}"
             )
         stride = 2 ** (len(self.channels) - 1)
         if self.image_size < stride or self.image_size % stride:
@@ -334,7 +344,7 @@ class TrainConfig:
     @property
     def uses_foundation_teacher(self) -> bool:
         """Whether a teacher of the run (or of its fused teacher) is the foundation model."""
-        fused = FUSED_MEMBERS if "fused" in self.teachers else ()
+        fused = self.fused_members if "fused" in self.teachers else ()
         return "sam" in self.teachers + fused
 
     @property

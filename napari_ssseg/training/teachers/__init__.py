@@ -37,7 +37,7 @@ import torch
 
 from napari_ssseg.annotation import Project
 from napari_ssseg.data.slices import SlicePool
-from napari_ssseg.training.config import FUSED_MEMBERS, TrainConfig
+from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.teachers.base import Teacher
 from napari_ssseg.training.teachers.connectivity import ConnectivityTeacher
 from napari_ssseg.training.teachers.curriculum import CurriculumTeacher
@@ -86,7 +86,7 @@ def build_teachers(
 
             teacher = SamTeacher(project, pool, config, device)
         elif name == "fused":
-            members = build_teachers(FUSED_MEMBERS, project, pool, student, config, device)
+            members = build_teachers(config.fused_members, project, pool, student, config, device)
             if not members:
                 continue
             teacher = FusedTeacher(members, config)

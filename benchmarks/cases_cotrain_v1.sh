@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The cases protocol on ACDC for the co-training presets: SSSEG_CASES (default 7) labelled
+# patients of `train` (both frames), the rest of `train` unlabelled, one model per method,
+# scored on `val`.
+# Two streams side by side, one torch thread each: unet, sc-sam, uncol beside ssl,
+# curriculum, full. Training budget SSSEG_BENCH_TIME (default 300 s) per method.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SSSEG_SHARED_DATA:-../shared/data}
+OUT=benchmarks/results
+TIME=${SSSEG_BENCH_TIME:-300}
+N=${SSSEG_CASES:-7}
+mkdir -p "$OUT"
+
+cases() {  # cases JSON METHODS
+  napari-ssseg bench --data "$DATA/ACDC" --protocol cases --labeled-cases "$N" \
+    --train-split train --split val --threads 1 --max-time "$TIME" --json "$1" --methods "$2"
+}
+cases "$OUT/acdc_cases${N}_cotrain_a.json" unet,sc-sam,uncol > "$OUT/cases${N}_cotrain_v1_a.log" 2>&1 &
+cases "$OUT/acdc_cases${N}_cotrain_b.json" ssl,curriculum,full > "$OUT/cases${N}_cotrain_v1_b.log" 2>&1 &
+wait
+python benchmarks/tables.py "acdc_cases${N}_cotrain_a.json+acdc_cases${N}_cotrain_b.json"

@@ -12,9 +12,10 @@ TIME=${SSSEG_BENCH_TIME:-300}
 N=${SSSEG_CASES:-7}
 mkdir -p "$OUT"
 
+source benchmarks/sparse_sets.sh
+
 cases() {  # cases JSON METHODS
-  napari-ssseg bench --data "$DATA/ACDC" --protocol cases --labeled-cases "$N" \
-    --train-split train --split val --threads 1 --max-time "$TIME" --json "$1" --methods "$2"
+  cases_bench "$N" "$1" --methods "$2" --max-time "$TIME"
 }
 cases "$OUT/acdc_cases${N}_cotrain_a.json" unet,sc-sam,uncol > "$OUT/cases${N}_cotrain_v1_a.log" 2>&1 &
 cases "$OUT/acdc_cases${N}_cotrain_b.json" ssl,curriculum,full > "$OUT/cases${N}_cotrain_v1_b.log" 2>&1 &

@@ -12,3 +12,12 @@ sparse_bench() {  # sparse_bench la|acdc JSON [more bench options...]
     *) echo "unknown data set $set (la or acdc)" >&2; return 2 ;;
   esac
 }
+
+# The cases protocol on ACDC as the issues fix it: N patients of `train` fully labelled (both
+# frames), the rest of `train` unlabelled, one model, scored on `val`, one torch thread.
+cases_bench() {  # cases_bench N JSON [more bench options...]
+  local n=$1 json=$2
+  shift 2
+  napari-ssseg bench --data "$DATA/ACDC" --protocol cases --labeled-cases "$n" \
+    --train-split train --split val --threads 1 --json "$json" "$@"
+}

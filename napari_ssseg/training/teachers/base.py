@@ -54,6 +54,31 @@ class Teacher(ABC):
         return [self]
 
 
+class PrecomputedTeacher(Teacher):
+    """A teacher whose targets are made once, when it is built, from the annotation and the
+    images (not from the student): ``_targets`` holds a (K + 1, S, S) target per slice it
+    covers."""
+
+    _targets: dict[SliceRef, torch.Tensor]
+
+    def covers(self) -> list[SliceRef]:
+        return list(self._targets)
+
+    def targets(self, refs: list[SliceRef]) -> torch.Tensor:
+        """Slices not covered get uniform probabilities and confidence 0."""
+        blank = None
+        out = []
+        for ref in refs:
+            target = self._targets.get(ref)
+            if target is None:
+                if blank is None:
+                    blank = torch.zeros_like(next(iter(self._targets.values())))
+                    blank[:-1] = 1.0 / (blank.shape[0] - 1)
+                target = blank
+            out.append(target)
+        return torch.stack(out)
+
+
 def rampup(config: TrainConfig, fraction: float, start: float) -> float:
     """The sigmoid ramp-up of a teacher switched on at ``start``, at progress ``fraction``."""
     return sigmoid_rampup(fraction - start, config.rampup)

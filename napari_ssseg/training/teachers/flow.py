@@ -27,7 +27,7 @@ from napari_ssseg.annotation import Project
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
-from napari_ssseg.training.teachers.base import Teacher, slice_pixel_mm
+from napari_ssseg.training.teachers.base import PrecomputedTeacher, slice_pixel_mm
 
 
 def carry_labels(
@@ -69,7 +69,7 @@ def carried_confidence(
     return (margin * np.exp(-residual / sigma)).astype(np.float32)
 
 
-class FlowTeacher(Teacher):
+class FlowTeacher(PrecomputedTeacher):
     """Labels of each annotated slice carried by optical flow to the unannotated slices up to
     ``flow_reach`` slices away (chained slice by slice); where two annotated slices reach the
     same slice, each pixel takes the more confident of the two."""
@@ -117,17 +117,3 @@ class FlowTeacher(Teacher):
         """CE toward the carried labels weighted by their confidence, at ``flow_weight``."""
         loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
         return loss, self.config.flow_weight
-
-    def covers(self) -> list[SliceRef]:
-        return list(self._targets)
-
-    def targets(self, refs: list[SliceRef]) -> torch.Tensor:
-        """Slices out of reach get uniform probabilities and confidence 0."""
-        out = []
-        for ref in refs:
-            target = self._targets.get(ref)
-            if target is None:
-                target = torch.zeros_like(next(iter(self._targets.values())))
-                target[:-1] = 1.0 / (target.shape[0] - 1)
-            out.append(target)
-        return torch.stack(out)

@@ -12,7 +12,7 @@ from napari_ssseg.baselines.interpolation import blended_distances
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
-from napari_ssseg.training.teachers.base import Teacher, slice_pixel_mm
+from napari_ssseg.training.teachers.base import PrecomputedTeacher, slice_pixel_mm
 
 
 def shape_confidence(
@@ -99,7 +99,7 @@ def extent_confidence(
     return out
 
 
-class ShapeTeacher(Teacher):
+class ShapeTeacher(PrecomputedTeacher):
     """Targets interpolated between annotated slices (shape continuity) and, with
     ``shape_extent``, background beyond the annotated structure's ends
     (:func:`extent_confidence`)."""
@@ -145,21 +145,3 @@ class ShapeTeacher(Teacher):
         at full weight (the targets do not depend on the student, so need no ramp-up)."""
         loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
         return loss, self.config.shape_weight
-
-    def covers(self) -> list[SliceRef]:
-        return list(self._targets)
-
-    def targets(self, refs: list[SliceRef]) -> torch.Tensor:
-        """Slices outside the annotated range get uniform probabilities and confidence 0."""
-        blank = None
-        out = []
-        for ref in refs:
-            target = self._targets.get(ref)
-            if target is None:
-                if blank is None:
-                    any_target = next(iter(self._targets.values()))
-                    blank = torch.zeros_like(any_target)
-                    blank[:-1] = 1.0 / self.num_classes
-                target = blank
-            out.append(target)
-        return torch.stack(out)

@@ -39,7 +39,7 @@ CLIENT_PORT = 10001
 HEAD_START_TIMEOUT_S = 300
 HEAD_ATTEMPTS = 3
 """``ray start`` gives its raylet a fixed 30 s to register, too little on a loaded machine."""
-STEP_TIMEOUT_S = 600
+STEP_TIMEOUT_S = 900
 SLOW_MACHINE_ENV = {
     "RAY_worker_register_timeout_seconds": "600",
     "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "600",

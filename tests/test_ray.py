@@ -30,7 +30,7 @@ LOOPBACK = {
     "0000:0000:0000:0000:0000:ffff:7f00:0001",  # 127.0.0.1 as an IPv6-mapped address
     "0000:0000:0000:0000:0000:0000:0000:0001",  # ::1
 }
-SCENARIO_TIMEOUT_S = 1200
+SCENARIO_TIMEOUT_S = 1500
 
 pytestmark = pytest.mark.slow
 

@@ -36,10 +36,12 @@ from tests.ray_namespace import interfaces, listening_addresses  # noqa: E402
 
 GCS_PORT = 6379  # the namespace is private: fixed ports cannot collide with anything
 CLIENT_PORT = 10001
-HEAD_START_TIMEOUT_S = 300
+HEAD_START_TIMEOUT_S = 120
 HEAD_ATTEMPTS = 3
 """``ray start`` gives its raylet a fixed 30 s to register, too little on a loaded machine."""
-STEP_TIMEOUT_S = 900
+STEP_TIMEOUT_S = 480
+"""Each step took 60 to 90 s on the idle 2-core machine; a step still running after 5 times
+that is taken to hang."""
 SLOW_MACHINE_ENV = {
     "RAY_worker_register_timeout_seconds": "600",
     "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "600",
@@ -59,6 +61,7 @@ class Head:
     def __init__(self, folder: Path) -> None:
         folder.mkdir()
         self.log = folder / "head.log"
+        self.temp = folder / "ray"
         command = [
             sys.executable,
             "-m",
@@ -74,7 +77,7 @@ class Head:
             f"--object-store-memory={200 * 1024 * 1024}",
             "--disable-usage-stats",
             # Its own folder: nothing in /tmp/ray (ray_current_cluster) for other clusters.
-            f"--temp-dir={folder / 'ray'}",
+            f"--temp-dir={self.temp}",
         ]
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
@@ -91,6 +94,14 @@ class Head:
                 return time.monotonic() - start
             time.sleep(0.5)
         raise RuntimeError(f"ray start did not finish: {tail(self.log.read_text())}")
+
+    def server_logs(self, lines: int = 25) -> dict[str, str]:
+        """The last lines of the head's Ray Client server and raylet logs, by file name: what
+        a failed client step needs to be understood (the client sees one line of it)."""
+        logs = self.temp / "session_latest" / "logs"
+        patterns = ("ray_client_server*", "raylet.err", "raylet.out", "python-core-driver-*")
+        found = sorted({path for pattern in patterns for path in logs.glob(pattern)})
+        return {path.name: tail(path.read_text(errors="replace"), lines) for path in found}
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -215,6 +226,8 @@ def main(argv: list[str]) -> int:
                     report[name] = SCENARIOS[name](folder, env)
                 except Exception:
                     report[name] = {"crashed": traceback.format_exc()}
+                if report[name].get("returncode", 0) != 0:
+                    report[name]["head_logs"] = head.server_logs()
                 print(f"{name}: {report[name]}", file=sys.stderr, flush=True)
         except Exception:
             report["head_failed"] = traceback.format_exc()

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import ray_cluster_scenarios as cluster
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "tests" / "ray_scenarios.py"
 CLUSTER_SCENARIOS = ROOT / "tests" / "ray_cluster_scenarios.py"
@@ -30,7 +32,13 @@ LOOPBACK = {
     "0000:0000:0000:0000:0000:ffff:7f00:0001",  # 127.0.0.1 as an IPv6-mapped address
     "0000:0000:0000:0000:0000:0000:0000:0001",  # ::1
 }
-SCENARIO_TIMEOUT_S = 1500
+SCENARIO_TIMEOUT_S = (
+    cluster.HEAD_ATTEMPTS * cluster.HEAD_START_TIMEOUT_S
+    + len(cluster.SCENARIOS) * cluster.STEP_TIMEOUT_S
+    + 180  # the head's stop (up to 90 s) and the scenarios' own set-up
+)
+"""Longer than the worst case of the cluster script's own limits, so that a step that hangs
+is reported by the script, with its logs, rather than cut off here."""
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +102,12 @@ def cluster_report(tmp_path_factory) -> dict:
     found = run_scenarios(CLUSTER_SCENARIOS, tmp_path_factory.mktemp("head") / "report.json")
     assert "head_failed" not in found, found["head_failed"]
     return found
+
+
+def failure(seen: dict) -> str:
+    """What a failed step printed, then the tails of the head's own logs."""
+    logs = "".join(f"\n--- {name} ---\n{text}" for name, text in seen.get("head_logs", {}).items())
+    return f"{seen.get('output', '')}{logs}"
 
 
 def scenario(report: dict, name: str) -> dict:
@@ -193,7 +207,7 @@ def test_the_dock_trains_on_a_running_cluster_and_cancels(cluster_report):
     """tests/ray_widget_cases.py: Cluster address and 2 workers in the dock, progress, loss
     curve and result layers arrive, and Cancel stops a running job (its assertions)."""
     seen = scenario(cluster_report, "widget")
-    assert seen["returncode"] == 0, seen["output"]
+    assert seen["returncode"] == 0, failure(seen)
     assert "1 passed" in seen["output"], seen["output"]
     assert max(seen["train_steps_reported"]) == 20
     assert seen["cancel_seconds"] < 10.0
@@ -202,6 +216,6 @@ def test_the_dock_trains_on_a_running_cluster_and_cancels(cluster_report):
 def test_the_command_line_trains_sc_sam_on_two_workers_through_ray_client(cluster_report):
     """``napari-ssseg train --method sc-sam --workers 2 --ray-address ray://127.0.0.1:PORT``."""
     seen = scenario(cluster_report, "client")
-    assert seen["returncode"] == 0, seen["output"]
+    assert seen["returncode"] == 0, failure(seen)
     assert seen["method"] == "sc-sam" and seen["iterations"] == 6
     assert "6 steps on 2 worker(s)" in seen["output"]

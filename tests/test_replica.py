@@ -119,3 +119,52 @@ def test_an_unreachable_cluster_is_an_error_at_start_not_a_hang(tmp_path):
         "needs Ray" in runner.message
     )
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("Could not connect to 1.2.3.4:6379\nretrying", "Could not connect to 1.2.3.4:6379"),
+        (
+            "Initialization failure from server:\nTraceback (most recent call last):\n"
+            '  File "proxier.py", line 5, in start\n    raise RuntimeError(x)\n'
+            "RuntimeError: Timed out waiting for the raylet\n",
+            "Initialization failure from server: RuntimeError: Timed out waiting for the raylet",
+        ),
+        (
+            "Initialization failure from server:\nno token\n",
+            "Initialization failure from server: no token",
+        ),
+        ("", ""),
+    ],
+)
+def test_a_failed_connection_reads_as_one_line_that_names_the_cause(text, line):
+    from napari_ssseg.runner.ray_cluster import connection_error_line
+
+    assert connection_error_line(text) == line
+
+
+def test_ray_client_init_is_retried_only_when_the_head_failed_to_start_its_server():
+    from napari_ssseg.runner.ray_cluster import with_client_retries
+
+    calls: list[int] = []
+
+    def fails_then_works(times: int, error: Exception):
+        def init() -> None:
+            calls.append(1)
+            if len(calls) <= times:
+                raise error
+
+        return init
+
+    server = ConnectionAbortedError("Initialization failure from server:\nTraceback ...")
+    with_client_retries(fails_then_works(2, server), attempts=3, backoff_s=0.0)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(ConnectionAbortedError):
+        with_client_retries(fails_then_works(3, server), attempts=3, backoff_s=0.0)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(ConnectionRefusedError):  # not the server's start: no second try
+        with_client_retries(fails_then_works(1, ConnectionRefusedError("no")), backoff_s=0.0)
+    assert len(calls) == 1

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -35,6 +37,12 @@ address: to a given address (``host:port`` or ``ray://``) it sends the token onl
 REACH_TIMEOUT_S = 5.0
 """How long to try a TCP connection to a given cluster address before giving up: ``ray.init``
 itself keeps retrying an address nobody listens on for minutes."""
+
+
+CLIENT_INIT_ATTEMPTS = 3
+"""Ray Client starts a server process on the head for each client; on a loaded head that
+start can fail ("Initialization failure from server"), and a new connection usually works."""
+CLIENT_INIT_BACKOFF_S = 5.0
 
 
 class ClusterError(SsSegError):
@@ -84,21 +92,50 @@ def connect(settings: ClusterSettings) -> bool:
         if settings.address.startswith("ray://"):
             # No probe here: the Ray Client server fails the next client after a bare TCP
             # connection, and it answers an unreachable address within seconds by itself.
-            ray.init(address=settings.address)
+            with_client_retries(lambda: ray.init(address=settings.address))
         else:
             check_reachable(settings.address)
             ray.init(address=settings.address, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = settings.address or "a local cluster"
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        first = lines[0] if lines else type(error).__name__
-        if first.endswith(":") and len(lines) > 1:  # "Initialization failure from server:"
-            first = f"{first} {lines[1]}"
+        first = connection_error_line(str(error)) or type(error).__name__
         hint = ""
         if settings.address is not None and AUTH_MODE_VARIABLE not in os.environ:
             hint = TOKEN_HINT
         raise ClusterError(f"cannot reach the Ray cluster at {where}: {first}{hint}") from None
     return False
+
+
+def with_client_retries(
+    init: Callable[[], object],
+    attempts: int = CLIENT_INIT_ATTEMPTS,
+    backoff_s: float = CLIENT_INIT_BACKOFF_S,
+) -> None:
+    """Call ``init`` (a Ray Client ``ray.init``) again, after a pause that doubles each time,
+    when the head failed to start the server for this client; other errors at once."""
+    for attempt in range(attempts):
+        try:
+            init()
+            return
+        except ConnectionAbortedError as error:
+            if "Initialization failure from server" not in str(error) or attempt == attempts - 1:
+                raise
+        time.sleep(backoff_s * 2**attempt)
+
+
+def connection_error_line(text: str) -> str:
+    """One line for a failed ``ray.init``: the message's first line, followed, when it ends in
+    a colon (Ray Client's "Initialization failure from server:"), by what comes next; when
+    that is a traceback the server sent back, by its last line, the exception itself."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        rest = lines[1:]
+        detail = rest[-1] if rest[0].startswith("Traceback") else rest[0]
+        first = f"{first} {detail}"
+    return first
 
 
 def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:

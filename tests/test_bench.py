@@ -94,7 +94,8 @@ def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("name", "teachers", "settings", "refine"),
     [
-        ("ssl", ("mean", "shape"), {"cutmix": False, "distill_weight": 0.0}, None),
+        ("ssl", ("mean", "shape"), {"cutmix": "multi-class", "distill_weight": 0.0}, None),
+        ("ssl-cutmix", ("mean", "shape"), {"cutmix": False}, None),
         ("ssl+flow", ("mean", "shape", "flow"), {}, None),
         ("ssl+sam", ("mean", "shape", "sam"), {}, None),
         ("ssl-shape+cutmix", ("mean",), {"cutmix": True}, None),

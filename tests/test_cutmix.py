@@ -259,8 +259,26 @@ def _train_weights(project: Project, **changes) -> dict[str, torch.Tensor]:
 
 
 def test_training_with_cutmix_runs_and_probability_zero_changes_nothing(small_project, one_thread):
-    plain = _train_weights(small_project)
+    plain = _train_weights(small_project, cutmix=False)
     never = _train_weights(small_project, cutmix=True, cutmix_prob=0.0)
     always = _train_weights(small_project, cutmix=True, cutmix_prob=1.0, cutmix_anneal=0.5)
     assert all(torch.equal(plain[k], never[k]) for k in plain)
     assert not all(torch.equal(plain[k], always[k]) for k in plain)
+
+
+def test_ssl_mixes_by_default_with_two_classes_and_not_with_one(small_project, one_thread):
+    def same(first: dict, second: dict) -> bool:
+        return all(torch.equal(first[k], second[k]) for k in first)
+
+    two_classes = _train_weights(small_project)
+    assert same(two_classes, _train_weights(small_project, cutmix=True))
+    (volume,) = small_project.volumes
+    merged = AnnotatedVolume.from_labels(
+        volume.image,
+        (volume.labels > 0).astype(volume.labels.dtype),
+        axis=2,
+        annotated_slices=[4, 8, 12],
+    )
+    one_class = Project([merged], ["organ"])
+    assert same(_train_weights(one_class), _train_weights(one_class, cutmix=False))
+    assert not same(_train_weights(one_class), _train_weights(one_class, cutmix=True))

@@ -10,7 +10,12 @@ from napari_ssseg.training.config import METHODS, PART_OFF, PRESET_PARTS, TrainC
 
 def test_parts_come_from_the_preset_unless_given():
     assert TrainConfig(method="ssl").part("distill_weight") == 0.0
-    assert TrainConfig(method="ssl").part("cutmix") is False
+    assert not TrainConfig(method="unet").uses_cutmix(3)
+    # ssl mixes slices by CutMix on multi-class projects only, unless told otherwise.
+    assert TrainConfig(method="ssl").uses_cutmix(3) and TrainConfig(method="ssl").uses_cutmix(2)
+    assert not TrainConfig(method="ssl").uses_cutmix(1)
+    assert TrainConfig(method="ssl", cutmix=True).uses_cutmix(1)
+    assert not TrainConfig(method="ssl", cutmix=False).uses_cutmix(3)
     assert TrainConfig(method="uncol").part("distill_weight") == 1.0
     assert TrainConfig(method="uncol").part("prototype_weight") == 0.0
     full = TrainConfig(method="full")

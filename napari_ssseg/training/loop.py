@@ -209,7 +209,11 @@ def train(
         make_strong_perturbation(own_seed + 1, config.image_size) if config.strong_view else None
     )
     cache = _TargetCache(teachers, config, rng)
-    cutmix = ImbalanceCutMix.from_pool(pool, config, own_seed) if config.part("cutmix") else None
+    cutmix = (
+        ImbalanceCutMix.from_pool(pool, config, own_seed)
+        if config.uses_cutmix(project.num_classes)
+        else None
+    )
 
     # Up to 8 annotated slices, evenly spread, on which the student's agreement with the
     # user's labels is reported (what a clinician watches: is it learning my labels?).

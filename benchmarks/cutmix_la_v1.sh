@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# CutMix on LA, all 10 volumes of the sparse protocol (cutmix_la_pilot.sh had 5): `ssl`
+# beside `ssl+cutmix`, volume by volume at the same time, one torch thread each, k = 5,
+# --max-time 120, seed 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SSSEG_SHARED_DATA:-../shared/data}
+OUT=benchmarks/results
+TIME=${SSSEG_BENCH_TIME:-120}
+mkdir -p "$OUT"
+
+source benchmarks/sparse_sets.sh
+
+sparse_bench la "$OUT/la_sparse_cutmix_v1_ssl.json" --methods ssl-cutmix --max-time "$TIME" --seed 1 \
+  > "$OUT/cutmix_la_v1_a.log" 2>&1 &
+sparse_bench la "$OUT/la_sparse_cutmix_v1_cutmix.json" --methods ssl+cutmix --max-time "$TIME" --seed 1 \
+  > "$OUT/cutmix_la_v1_b.log" 2>&1 &
+wait
+python benchmarks/tables.py la_sparse_cutmix_v1_ssl.json+la_sparse_cutmix_v1_cutmix.json

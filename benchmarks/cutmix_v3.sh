@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The default `ssl` once it mixes slices by CutMix on multi-class projects (ACDC: three
+# classes), against `unet`: the ACDC sparse protocol (k = 2, --max-time 120), volume by
+# volume at the same time, one torch thread each, seed 2 (cutmix_v1.sh: seed 0,
+# cutmix_v2.sh: seed 1, both as `ssl+cutmix`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SSSEG_SHARED_DATA:-../shared/data}
+OUT=benchmarks/results
+TIME=${SSSEG_BENCH_TIME:-120}
+mkdir -p "$OUT"
+
+source benchmarks/sparse_sets.sh
+
+sparse_bench acdc "$OUT/acdc_sparse_cutmix_v3_unet.json" --methods unet --max-time "$TIME" \
+  --seed 2 > "$OUT/cutmix_v3_a.log" 2>&1 &
+sparse_bench acdc "$OUT/acdc_sparse_cutmix_v3_ssl.json" --methods ssl --max-time "$TIME" \
+  --seed 2 > "$OUT/cutmix_v3_b.log" 2>&1 &
+wait
+python benchmarks/tables.py acdc_sparse_cutmix_v3_unet.json+acdc_sparse_cutmix_v3_ssl.json

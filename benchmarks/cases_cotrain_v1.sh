@@ -6,11 +6,8 @@
 # curriculum, full. Training budget SSSEG_BENCH_TIME (default 300 s) per method.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-300}
 N=${SSSEG_CASES:-7}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

@@ -5,11 +5,8 @@
 # cases_cotrain_v1.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-300}
 N=${SSSEG_CASES:-3}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

@@ -8,14 +8,11 @@
 #   SSSEG_BENCH_TAG    file name tag (default cotrain_v1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
 SETS=${SSSEG_BENCH_SETS:-acdc la}
 TAG=${SSSEG_BENCH_TAG:-cotrain_v1}
 A=${SSSEG_STREAM_A:-sc-sam,full}
 B=${SSSEG_STREAM_B:-uncol,sam-box}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

@@ -11,7 +11,6 @@
 # The unet / ssl rows to compare with are engine_v3.sh's; refinement alone: refine_v1.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
 R=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
 mkdir -p "$R"

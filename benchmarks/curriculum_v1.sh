@@ -5,7 +5,6 @@
 # streams, LA and ACDC side by side, --max-time 120, one torch thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
 R=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
 mkdir -p "$R"

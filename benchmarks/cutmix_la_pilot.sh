@@ -3,10 +3,7 @@
 # `ssl+cutmix`, volume by volume at the same time, one torch thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

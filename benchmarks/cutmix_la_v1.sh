@@ -4,10 +4,7 @@
 # --max-time 120, seed 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

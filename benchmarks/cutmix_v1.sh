@@ -5,10 +5,7 @@
 # `ssl+cutmix` (same settings as cases_cotrain_v1.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

@@ -4,10 +4,7 @@
 # volume by volume at the same time, so whatever else loads the machine loads both alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 TIME=${SSSEG_BENCH_TIME:-120}
-mkdir -p "$OUT"
 
 SETS=${SSSEG_BENCH_SETS:-la acdc}  # which data sets to run, e.g. SSSEG_BENCH_SETS=acdc
 

@@ -4,11 +4,8 @@
 # masks (refine auto), on the sparse protocol. Two streams side by side, one torch thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SSSEG_SHARED_DATA:-../shared/data}
-OUT=benchmarks/results
 ITERS=${SSSEG_BENCH_ITERS:-700}
 SETS=${SSSEG_BENCH_SETS:-acdc la}
-mkdir -p "$OUT"
 
 source benchmarks/sparse_sets.sh
 

@@ -1,6 +1,11 @@
 # Sourced by the benchmark scripts: the sparse protocol of ../shared/data/README.md on one data
 # set, as the issues fix it (LA: first 10 `train` volumes, k = 5; ACDC: first 10 `val`, k = 2),
-# one torch thread. Needs DATA set to the shared data folder.
+# one torch thread. Sets DATA (the shared data folder, SSSEG_SHARED_DATA or ../shared/data)
+# and OUT (the results folder, made here) unless the script set them; sourced from the
+# repository root.
+DATA=${DATA:-${SSSEG_SHARED_DATA:-../shared/data}}
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
 sparse_bench() {  # sparse_bench la|acdc JSON [more bench options...]
   local set=$1 json=$2
   shift 2

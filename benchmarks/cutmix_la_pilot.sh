@@ -7,9 +7,5 @@ TIME=${SSSEG_BENCH_TIME:-120}
 
 source benchmarks/sparse_sets.sh
 
-sparse_bench la "$OUT/la_sparse_cutmix_pilot_ssl.json" --methods ssl --max-time "$TIME" \
-  --max-volumes 5 > "$OUT/cutmix_la_pilot_a.log" 2>&1 &
-sparse_bench la "$OUT/la_sparse_cutmix_pilot_cutmix.json" --methods ssl+cutmix \
-  --max-time "$TIME" --max-volumes 5 > "$OUT/cutmix_la_pilot_b.log" 2>&1 &
-wait
-python benchmarks/tables.py la_sparse_cutmix_pilot_ssl.json+la_sparse_cutmix_pilot_cutmix.json
+sparse_pair la cutmix_la_pilot la_sparse_cutmix_pilot_ssl.json ssl \
+  la_sparse_cutmix_pilot_cutmix.json ssl+cutmix --max-time "$TIME" --max-volumes 5

@@ -8,9 +8,5 @@ TIME=${SSSEG_BENCH_TIME:-120}
 
 source benchmarks/sparse_sets.sh
 
-sparse_bench la "$OUT/la_sparse_cutmix_v1_ssl.json" --methods ssl-cutmix --max-time "$TIME" --seed 1 \
-  > "$OUT/cutmix_la_v1_a.log" 2>&1 &
-sparse_bench la "$OUT/la_sparse_cutmix_v1_cutmix.json" --methods ssl+cutmix --max-time "$TIME" --seed 1 \
-  > "$OUT/cutmix_la_v1_b.log" 2>&1 &
-wait
-python benchmarks/tables.py la_sparse_cutmix_v1_ssl.json+la_sparse_cutmix_v1_cutmix.json
+sparse_pair la cutmix_la_v1 la_sparse_cutmix_v1_ssl.json ssl-cutmix \
+  la_sparse_cutmix_v1_cutmix.json ssl+cutmix --max-time "$TIME" --seed 1

@@ -9,9 +9,5 @@ TIME=${SSSEG_BENCH_TIME:-120}
 
 source benchmarks/sparse_sets.sh
 
-sparse_bench acdc "$OUT/acdc_sparse_cutmix_v2_unet.json" --methods unet --max-time "$TIME" \
-  --seed 1 > "$OUT/cutmix_v2_a.log" 2>&1 &
-sparse_bench acdc "$OUT/acdc_sparse_cutmix_v2_ssl.json" --methods ssl+cutmix --max-time "$TIME" \
-  --seed 1 > "$OUT/cutmix_v2_b.log" 2>&1 &
-wait
-python benchmarks/tables.py acdc_sparse_cutmix_v2_unet.json+acdc_sparse_cutmix_v2_ssl.json
+sparse_pair acdc cutmix_v2 acdc_sparse_cutmix_v2_unet.json unet \
+  acdc_sparse_cutmix_v2_ssl.json ssl+cutmix --max-time "$TIME" --seed 1

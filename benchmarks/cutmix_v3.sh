@@ -9,9 +9,5 @@ TIME=${SSSEG_BENCH_TIME:-120}
 
 source benchmarks/sparse_sets.sh
 
-sparse_bench acdc "$OUT/acdc_sparse_cutmix_v3_unet.json" --methods unet --max-time "$TIME" \
-  --seed 2 > "$OUT/cutmix_v3_a.log" 2>&1 &
-sparse_bench acdc "$OUT/acdc_sparse_cutmix_v3_ssl.json" --methods ssl --max-time "$TIME" \
-  --seed 2 > "$OUT/cutmix_v3_b.log" 2>&1 &
-wait
-python benchmarks/tables.py acdc_sparse_cutmix_v3_unet.json+acdc_sparse_cutmix_v3_ssl.json
+sparse_pair acdc cutmix_v3 acdc_sparse_cutmix_v3_unet.json unet \
+  acdc_sparse_cutmix_v3_ssl.json ssl --max-time "$TIME" --seed 2

@@ -18,6 +18,18 @@ sparse_bench() {  # sparse_bench la|acdc JSON [more bench options...]
   esac
 }
 
+# Two methods of the sparse protocol side by side, volume by volume at the same time (one
+# torch thread each, so both meet the same load), their logs TAG_a.log and TAG_b.log, then
+# their paired table (tables.py pairs B with A volume by volume).
+sparse_pair() {  # sparse_pair la|acdc TAG JSON_A METHODS_A JSON_B METHODS_B [bench options...]
+  local set=$1 tag=$2 json_a=$3 methods_a=$4 json_b=$5 methods_b=$6
+  shift 6
+  sparse_bench "$set" "$OUT/$json_a" --methods "$methods_a" "$@" > "$OUT/${tag}_a.log" 2>&1 &
+  sparse_bench "$set" "$OUT/$json_b" --methods "$methods_b" "$@" > "$OUT/${tag}_b.log" 2>&1 &
+  wait
+  python benchmarks/tables.py "$json_a+$json_b"
+}
+
 # The cases protocol on ACDC as the issues fix it: N patients of `train` fully labelled (both
 # frames), the rest of `train` unlabelled, one model, scored on `val`, one torch thread.
 cases_bench() {  # cases_bench N JSON [more bench options...]

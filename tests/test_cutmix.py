@@ -280,5 +280,6 @@ def test_ssl_mixes_by_default_with_two_classes_and_not_with_one(small_project, o
         annotated_slices=[4, 8, 12],
     )
     one_class = Project([merged], ["organ"])
-    assert same(_train_weights(one_class), _train_weights(one_class, cutmix=False))
-    assert not same(_train_weights(one_class), _train_weights(one_class, cutmix=True))
+    one_class_default = _train_weights(one_class)
+    assert same(one_class_default, _train_weights(one_class, cutmix=False))
+    assert not same(one_class_default, _train_weights(one_class, cutmix=True))

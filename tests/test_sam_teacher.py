@@ -192,11 +192,11 @@ def test_encoder_share_of_the_budget_stops_new_embeddings(tmp_path, share):
     assert model.embedded == 3 and teacher.encode_seconds >= 0.3
     teacher.prepare(student, iteration=config.sam_refresh, fraction=0.6)
     if share == 1.0:
-        assert model.embedded == 6
-        assert sorted(z for _, z in teacher.covers()) == [1, 2, 3, 4, 5, 6]
+        assert model.embedded == 6  # the middle six, from the middle outward
+        assert sorted(z for _, z in teacher.covers()) == [2, 3, 4, 5, 6, 7]
     else:
         assert model.embedded == 3
-        assert sorted(z for _, z in teacher.covers()) == [1, 2, 3]
+        assert sorted(z for _, z in teacher.covers()) == [3, 4, 5]
 
 
 @pytest.mark.slow
@@ -239,3 +239,39 @@ def test_lora_tuning_moves_only_the_adapters_and_fits_the_labels(tmp_path):
         not torch.equal(p, adapters[n]) for n, p in backend.named_parameters() if n in adapters
     )
     assert after < before, (before, after)
+
+
+def test_sam_teacher_learns_on_volumes_nobody_labelled_and_trusts_by_labelled_ones():
+    # The cases protocol in small: one volume labelled on every slice, one nobody labelled.
+    shape = (48, 32, 20)
+    rect = np.zeros(shape[:2], dtype=bool)
+    rect[30:40, 4:12] = True
+    image = (np.where(rect[..., None], 1.0, 0.0) * np.ones(shape)).astype(np.float32)
+    labels = np.repeat(rect[..., None], shape[2], axis=2).astype(np.int16)
+    labelled = AnnotatedVolume.from_labels(Volume(image, np.eye(4), name="a"), labels, 2)
+    unlabelled = AnnotatedVolume.from_labels(
+        Volume(image, np.eye(4), name="b"), np.zeros(shape, np.int16), 2, []
+    )
+    project = Project([labelled, unlabelled], ["rect"])
+    config = TrainConfig(
+        image_size=SIZE,
+        channels=(8, 16),
+        method="sc-sam",
+        sam_slices=3,
+        sam_lora_rank=0,
+        sam_trust_dice=0.8,
+    )
+    pool = SlicePool(project, SIZE, config.intensity)
+    grid_labels = pool.volumes[0].labels[0]
+    teacher = SamTeacher(
+        project, pool, config, torch.device("cpu"), backend=BoxFillingModel(), cache=None
+    )
+    # Its labelled slices: 16 of the 20, spread from the first to the last.
+    assert len(teacher.labelled) == 16
+    assert teacher.labelled[0][:2] == (0, 0) and teacher.labelled[-1][:2] == (0, 19)
+    teacher.prepare(OracleStudent(grid_labels, 2), iteration=0, fraction=0.5)
+    # Trust measured on the labelled volume; targets made on the middle of the other one.
+    assert teacher.trust_dice[1] == pytest.approx(1.0)
+    assert teacher.covers() == [(1, 9), (1, 10), (1, 8)]
+    target = teacher.targets([(1, 9)])[0]
+    assert torch.equal(target[:2].argmax(dim=0).bool(), grid_labels.bool())

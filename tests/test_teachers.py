@@ -170,3 +170,10 @@ def test_teacher_settings_are_checked(changes, message):
 
     with pytest.raises(SsSegError, match=message):
         TrainConfig(**changes)
+
+
+def test_interleaved_takes_volumes_in_turn_each_from_its_middle():
+    from napari_ssseg.training.teachers.base import interleaved
+
+    refs = [(0, 0), (0, 1), (0, 2), (1, 5), (1, 6)]
+    assert interleaved(refs) == [(0, 1), (1, 5), (0, 0), (1, 6), (0, 2)]

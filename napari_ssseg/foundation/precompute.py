@@ -3,9 +3,10 @@ give its encoder, embedded before the run starts and left in the run's embedding
 
 The encoder is the slow part on a CPU (seconds per slice); made while the user labels, or
 before a timed benchmark run, the embeddings leave the whole training budget to steps. The
-slices are those the run itself embeds: each slice of the partially annotated volumes at its
-source resolution (the foundation teacher's targets and the refinement of predictions) and
-the feature bank's network-size slices (distillation, prototypes).
+slices are those the run itself may embed: each slice of every volume with an unannotated or
+a labelled slice at its source resolution (the foundation teacher's targets and the
+refinement of predictions) and the feature bank's network-size slices (distillation,
+prototypes).
 
 :func:`embed_volume` serves the dock while the user is still labelling: which slices a run
 will embed depends on the labels, so it embeds every slice of the volume, at source

@@ -147,6 +147,9 @@ class TrainConfig:
     connect_refresh: int = 50
     curriculum_start_fraction: float = 0.5
     curriculum_weight: float = 0.5
+    # Slices the curriculum predicts at one refresh, whole volumes taken in turn (a project of
+    # many volumes would otherwise cost a prediction of every slice of all of them each time).
+    curriculum_slices: int = 256
     foundation_model: str = "litemedsam"
     foundation_checkpoint: str | None = None
     embedding_cache: str | None = None
@@ -286,6 +289,8 @@ class TrainConfig:
             )
         if self.connect_refresh < 1 or self.connect_weight < 0:
             raise SsSegError("connect_refresh must be at least 1 and connect_weight >= 0")
+        if self.curriculum_slices < 1:
+            raise SsSegError(f"curriculum_slices must be at least 1, not {self.curriculum_slices}")
         if self.sam_refresh < 1 or self.sam_slices < 1 or self.sam_weight < 0:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
         if not 0.0 <= self.sam_trust_dice <= 1.0:

@@ -19,11 +19,12 @@ turns each teacher's targets into its own weighted loss term.
   predicts every slice of the partially annotated volumes; predicted components that touch no
   annotated voxel of their class (look-alike tissue on distant slices) are taught as
   background, with full confidence there and none elsewhere.
-- :class:`CurriculumTeacher`: whole-volume EMA pseudo-labels, connectivity-filtered, slices
-  admitted by image-level confidence (a confidence curriculum).
+- :class:`CurriculumTeacher`: whole-volume EMA pseudo-labels, connectivity-filtered where the
+  volume has labels, slices admitted by image-level confidence (a confidence curriculum); on
+  volumes nobody labelled too, a bounded number of slices a refresh.
 - :class:`~napari_ssseg.training.teachers.foundation.SamTeacher`: a Segment-Anything-style
   model prompted by the student's prediction, its decoder LoRA-tuned from the labels and the
-  student (SC-SAM's two directions).
+  student (SC-SAM's two directions); on volumes nobody labelled too.
 - :class:`~napari_ssseg.training.teachers.fused.FusedTeacher`: UnCoL's dual teacher; the mean
   teacher and the foundation model (:data:`~napari_ssseg.training.config.FUSED_MEMBERS`) give
   one target per slice, each pixel from the member with the higher confidence.

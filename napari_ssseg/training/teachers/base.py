@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -97,6 +98,26 @@ def partially_annotated(pool: SlicePool) -> list[int]:
         for v, prepared in enumerate(pool.volumes)
         if bool(prepared.annotated.any()) and not bool(prepared.annotated.all())
     ]
+
+
+def with_unannotated(pool: SlicePool) -> list[int]:
+    """Indices of the pool's volumes with at least one unannotated slice: the partially
+    annotated ones and those nobody labelled."""
+    return [v for v, prepared in enumerate(pool.volumes) if not bool(prepared.annotated.all())]
+
+
+def interleaved(refs: list[SliceRef]) -> list[SliceRef]:
+    """``refs`` reordered to take one slice of each volume in turn, each volume's slices
+    from its middle outward, so that the first few of a project with many volumes spread
+    over all of them and over the middle of each (where the anatomy is)."""
+    by_volume: dict[int, list[SliceRef]] = {}
+    for ref in refs:
+        by_volume.setdefault(ref[0], []).append(ref)
+    ordered = []
+    for group in by_volume.values():
+        middle = (group[0][1] + group[-1][1]) / 2
+        ordered.append(sorted(group, key=lambda ref: (abs(ref[1] - middle), ref[1])))
+    return [ref for turn in itertools.zip_longest(*ordered) for ref in turn if ref is not None]
 
 
 def slice_pixel_mm(volume: AnnotatedVolume, grid: SliceGrid) -> tuple[float, float]:

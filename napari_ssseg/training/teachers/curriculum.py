@@ -12,10 +12,11 @@ from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import gated_pseudo_label_loss
 from napari_ssseg.training.teachers.base import (
     Teacher,
+    blank_target,
     gate_threshold,
-    partially_annotated,
     predict_slices,
     rampup,
+    with_unannotated,
 )
 from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
@@ -23,12 +24,16 @@ from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entro
 class CurriculumTeacher(Teacher):
     """Whole-volume pseudo-labels from the EMA of the student, admitted by confidence.
 
-    Every ``connect_refresh`` steps the EMA model predicts every slice of the partially
-    annotated volumes with MC dropout; the user's labels replace the prediction on annotated
-    slices and predicted components not connected in 3-D to the annotation become background.
-    Slices are ranked by image-level confidence (1 - mean normalised entropy) and the most
-    confident fraction is admitted, growing linearly from ``curriculum_start_fraction`` to all
-    slices over training. Targets are the filtered labels, confidence 1 - entropy per pixel.
+    Every ``connect_refresh`` steps the EMA model predicts, with MC dropout, every slice of
+    the next volumes with an unannotated slice (partially annotated or unlabelled, in turn,
+    whole volumes up to ``curriculum_slices`` slices a refresh, so a project of many volumes
+    costs a bounded time per refresh); the user's labels replace the prediction on annotated
+    slices and, per class the user labelled in the volume, predicted components not connected
+    in 3-D to the annotation become background (a volume nobody labelled keeps its
+    prediction). The unannotated slices of every volume refreshed so far are ranked by
+    image-level confidence (1 - mean normalised entropy) and the most confident fraction is
+    admitted, growing linearly from ``curriculum_start_fraction`` to all slices over
+    training. Targets are the filtered labels, confidence 1 - entropy per pixel.
     """
 
     name = "self"
@@ -42,9 +47,11 @@ class CurriculumTeacher(Teacher):
         self.device = device
         self.start = config.ssl_start
         self.num_classes = pool.num_classes + 1
-        self.volumes = partially_annotated(pool)
+        self.volumes = with_unannotated(pool)
         self._targets: dict[SliceRef, torch.Tensor] = {}
+        self._scores: dict[int, list[tuple[float, SliceRef]]] = {}  # per refreshed volume
         self._admitted: list[SliceRef] = []
+        self._next = 0  # index into self.volumes of the next volume to refresh
         self.refreshed: int | None = None
 
     def covers(self) -> list[SliceRef]:
@@ -69,16 +76,30 @@ class CurriculumTeacher(Teacher):
         due = self.refreshed is None or iteration - self.refreshed >= self.config.connect_refresh
         if not due:
             return
-        self._targets = {}
-        scores: list[tuple[float, SliceRef]] = []
-        for v in self.volumes:
-            scores.extend(self._refresh_volume(v))
+        for v in self._due_volumes():
+            self._scores[v] = self._refresh_volume(v)
+        scores = [item for volume_scores in self._scores.values() for item in volume_scores]
         first = self.config.curriculum_start_fraction
         share = first + (1.0 - first) * min(max(fraction, 0.0), 1.0)
         scores.sort(key=lambda item: -item[0])
         self._admitted = [ref for _, ref in scores[: max(1, int(round(share * len(scores))))]]
         self.refreshed = iteration
         self.version += 1
+
+    def _due_volumes(self) -> list[int]:
+        """The next volumes in turn, whole, up to ``curriculum_slices`` slices (at least one
+        volume; each volume at most once a refresh)."""
+        due: list[int] = []
+        total = 0
+        while len(due) < len(self.volumes):
+            v = self.volumes[self._next]
+            count = self.pool.volumes[v].num_slices
+            if due and total + count > self.config.curriculum_slices:
+                break
+            due.append(v)
+            total += count
+            self._next = (self._next + 1) % len(self.volumes)
+        return due
 
     def _refresh_volume(self, v: int) -> list[tuple[float, SliceRef]]:
         prepared = self.pool.volumes[v]
@@ -104,4 +125,8 @@ class CurriculumTeacher(Teacher):
         return out
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
-        return torch.stack([self._targets[ref] for ref in refs])
+        """Slices of volumes not refreshed yet (or another teacher's) get confidence 0."""
+        size = self.pool.slice_shape
+        return torch.stack(
+            [self._targets.get(ref, blank_target(self.num_classes, size)) for ref in refs]
+        )

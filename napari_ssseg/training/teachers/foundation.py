@@ -1,8 +1,10 @@
 """The foundation-model teacher (SC-SAM's generalist direction): the student's prediction on an
 unannotated slice prompts a Segment-Anything-style model, whose masks become targets.
 
-Every ``sam_refresh`` steps the student predicts up to ``sam_slices`` unannotated slices of the
-partially annotated volumes (the least recently refreshed first). Per class, the predicted
+Every ``sam_refresh`` steps the student predicts up to ``sam_slices`` unannotated slices (the
+least recently refreshed first; never refreshed ones one volume at a time in turn, each from its
+middle outward), of partially annotated volumes and of volumes nobody labelled alike: the
+prompts come from the student, not from the volume's labels. Per class, the predicted
 region's bounding box (plus points for models trained with points) prompts the foundation
 model on the slice's own image at its source resolution; the masks come back to the network
 grid as class probabilities (sigmoid of the mask logits, background = 1 - the largest). The
@@ -12,7 +14,8 @@ Embeddings come from an on-disk cache keyed by slice content, so a retrain does 
 them.
 
 Per-class trust (``sam_trust_dice`` > 0): at every refresh the foundation model, prompted with
-the box of each class the user labelled, segments up to 8 annotated slices; a class whose masks
+the box of each class the user labelled, segments up to 8 annotated slices (of any volume,
+fully labelled ones included); a class whose masks
 there reach a Dice below ``sam_trust_dice`` with the user's labels is not taught: pixels where
 the foundation model or the student says that class get confidence 0. A box-prompted model
 fills a ring (ACDC's myocardium) and, with it, the cavity inside; the student would learn both
@@ -45,6 +48,7 @@ keeps every copy's state identical without a shared file system:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -58,9 +62,14 @@ from napari_ssseg.training.peers import NOBODY, Peers, assign_owners, default_pe
 from napari_ssseg.training.teachers.base import (
     Teacher,
     blank_target,
-    partially_annotated,
+    interleaved,
     rampup,
+    with_unannotated,
 )
+
+LABELLED_SLICES = 16
+"""At most this many labelled slices (spread over the project) measure trust and teach the
+adapters: each is embedded once, and a project of fully labelled volumes holds hundreds."""
 
 
 def load_backend(config: TrainConfig):
@@ -73,10 +82,35 @@ def load_backend(config: TrainConfig):
     return SamBackend.load(config.foundation_model, config.foundation_checkpoint)
 
 
-def source_slices(project: Project, pool: SlicePool, config: TrainConfig) -> dict[int, np.ndarray]:
-    """The slices the foundation teacher works on: per partially annotated volume v, its
-    (N, H, W) slices along the volume's axis at source resolution, in [0, 1]."""
-    return {v: volume_slices(project.volumes[v], config) for v in partially_annotated(pool)}
+class SourceSlices(Mapping[int, np.ndarray]):
+    """Per volume index, the volume's (N, H, W) slices along its axis at source resolution,
+    in [0, 1], made on first use (a project of many volumes is not normalised all at once)."""
+
+    def __init__(self, project: Project, config: TrainConfig, volumes: list[int]):
+        self._project = project
+        self._config = config
+        self._volumes = list(dict.fromkeys(volumes))
+        self._made: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, v: int) -> np.ndarray:
+        if v not in self._volumes:
+            raise KeyError(v)
+        if v not in self._made:
+            self._made[v] = volume_slices(self._project.volumes[v], self._config)
+        return self._made[v]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._volumes)
+
+    def __len__(self) -> int:
+        return len(self._volumes)
+
+
+def source_slices(project: Project, pool: SlicePool, config: TrainConfig) -> SourceSlices:
+    """The slices the foundation teacher works on: those of every volume with an unannotated
+    slice (its targets) or a labelled annotated slice (its trust and its adapters' labels)."""
+    labelled = [v for v, volume in enumerate(project.volumes) if volume.annotated_slices]
+    return SourceSlices(project, config, sorted({*with_unannotated(pool), *labelled}))
 
 
 def volume_slices(volume: AnnotatedVolume, config: TrainConfig) -> np.ndarray:
@@ -121,21 +155,26 @@ class SamTeacher(Teacher):
         self.embeddings_received = 0  # embeddings other copies made for this copy's cache
         self.use_points = "point" in self.backend.card.trained_prompts
         self.sources = source_slices(project, pool, config)
-        self.candidates = [ref for ref in pool.unlabelled if ref[0] in self.sources]
-        # The user's labels on annotated slices of the volumes the teacher works on, (H, W).
+        self.candidates = interleaved([ref for ref in pool.unlabelled if ref[0] in self.sources])
+        # The user's labels on annotated slices, (H, W), of every volume with some.
         self.labelled: list[tuple[int, int, np.ndarray]] = []
-        for v in self.sources:
-            volume = project.volumes[v]
+        for v, volume in enumerate(project.volumes):
             labels = np.moveaxis(volume.labels, volume.axis, 0)
             for z in volume.annotated_slices:
                 if labels[z].any():
                     self.labelled.append((v, z, labels[z]))
+        if len(self.labelled) > LABELLED_SLICES:  # spread over the volumes that have them
+            chosen = np.linspace(0, len(self.labelled) - 1, LABELLED_SLICES).round().astype(int)
+            self.labelled = [self.labelled[i] for i in dict.fromkeys(chosen.tolist())]
         # Classes taught from the foundation model's masks (index 0, background, unused).
         self.trusted = np.ones(self.num_classes, dtype=bool)
         self.trust_dice: list[float | None] = [None] * self.num_classes
         # Seconds spent embedding (cache reads included: they take milliseconds).
         self.encode_seconds = 0.0
         self._last_refresh: dict[SliceRef, int] = {}
+        # The candidates already embedded when the encoder's share was spent (from then on
+        # refreshes embed nothing new, so the list stays right; one look at the cache).
+        self._embedded_candidates: list[SliceRef] | None = None
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
         self.tuner = _DecoderTuner(self, project, config) if config.sam_lora_rank > 0 else None
@@ -160,7 +199,9 @@ class SamTeacher(Teacher):
             return
         allowed = self.candidates
         if self._encoder_time_spent():
-            allowed = [ref for ref in self.candidates if self._embedded(ref)]
+            if self._embedded_candidates is None:
+                self._embedded_candidates = [ref for ref in self.candidates if self._embedded(ref)]
+            allowed = self._embedded_candidates
             if not allowed:
                 return
         # The least recently refreshed first (never refreshed: in candidate order).

@@ -11,10 +11,4 @@ N=${SSSEG_CASES:-7}
 
 source benchmarks/sparse_sets.sh
 
-cases() {  # cases JSON METHODS
-  cases_bench "$N" "$1" --methods "$2" --max-time "$TIME"
-}
-cases "$OUT/acdc_cases${N}_cotrain_a.json" unet,sc-sam,uncol > "$OUT/cases${N}_cotrain_v1_a.log" 2>&1 &
-cases "$OUT/acdc_cases${N}_cotrain_b.json" ssl,curriculum,full > "$OUT/cases${N}_cotrain_v1_b.log" 2>&1 &
-wait
-python benchmarks/tables.py "acdc_cases${N}_cotrain_a.json+acdc_cases${N}_cotrain_b.json"
+cases_pair "$N" cotrain unet,sc-sam,uncol ssl,curriculum,full --max-time "$TIME"

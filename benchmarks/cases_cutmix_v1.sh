@@ -10,10 +10,4 @@ N=${SSSEG_CASES:-3}
 
 source benchmarks/sparse_sets.sh
 
-cases() {  # cases JSON METHODS
-  cases_bench "$N" "$1" --methods "$2" --max-time "$TIME"
-}
-cases "$OUT/acdc_cases${N}_cutmix_a.json" ssl+cutmix > "$OUT/cases${N}_cutmix_v1_a.log" 2>&1 &
-cases "$OUT/acdc_cases${N}_cutmix_b.json" uncol+prototype > "$OUT/cases${N}_cutmix_v1_b.log" 2>&1 &
-wait
-python benchmarks/tables.py "acdc_cases${N}_cutmix_a.json+acdc_cases${N}_cutmix_b.json"
+cases_pair "$N" cutmix ssl+cutmix uncol+prototype --max-time "$TIME"

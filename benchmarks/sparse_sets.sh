@@ -38,3 +38,18 @@ cases_bench() {  # cases_bench N JSON [more bench options...]
   napari-ssseg bench --data "$DATA/ACDC" --protocol cases --labeled-cases "$n" \
     --train-split train --split val --threads 1 --json "$json" "$@"
 }
+
+# Two method lists of the cases protocol with N labelled patients side by side (one torch
+# thread each), their results acdc_casesN_TAG_a.json and _b.json, logs casesN_TAG_v1_a.log
+# and _b.log, then their paired table.
+cases_pair() {  # cases_pair N TAG METHODS_A METHODS_B [bench options...]
+  local n=$1 tag=$2 methods_a=$3 methods_b=$4
+  shift 4
+  local json_a="acdc_cases${n}_${tag}_a.json" json_b="acdc_cases${n}_${tag}_b.json"
+  cases_bench "$n" "$OUT/$json_a" --methods "$methods_a" "$@" \
+    > "$OUT/cases${n}_${tag}_v1_a.log" 2>&1 &
+  cases_bench "$n" "$OUT/$json_b" --methods "$methods_b" "$@" \
+    > "$OUT/cases${n}_${tag}_v1_b.log" 2>&1 &
+  wait
+  python benchmarks/tables.py "$json_a+$json_b"
+}

@@ -158,13 +158,57 @@ def test_ray_client_init_is_retried_only_when_the_head_failed_to_start_its_serve
         return init
 
     server = ConnectionAbortedError("Initialization failure from server:\nTraceback ...")
-    with_client_retries(fails_then_works(2, server), attempts=3, backoff_s=0.0)
+    with_client_retries(fails_then_works(2, server), close=list, attempts=3, backoff_s=0.0)
     assert len(calls) == 3
     calls.clear()
     with pytest.raises(ConnectionAbortedError):
-        with_client_retries(fails_then_works(3, server), attempts=3, backoff_s=0.0)
+        with_client_retries(fails_then_works(3, server), close=list, attempts=3, backoff_s=0.0)
     assert len(calls) == 3
     calls.clear()
     with pytest.raises(ConnectionRefusedError):  # not the server's start: no second try
-        with_client_retries(fails_then_works(1, ConnectionRefusedError("no")), backoff_s=0.0)
+        with_client_retries(
+            fails_then_works(1, ConnectionRefusedError("no")), close=list, backoff_s=0.0
+        )
     assert len(calls) == 1
+
+
+def test_a_ray_client_init_without_answer_is_closed_and_tried_again(monkeypatch):
+    """The head's server for a client can die as it starts and leave ``ray.init`` waiting
+    for ever: past the deadline the connection is closed (which ends the wait) and a new
+    one made; when even the close does not end the wait, a clear error instead of a hang."""
+    import threading
+
+    from napari_ssseg.runner import ray_cluster
+
+    answered = threading.Event()
+    calls: list[int] = []
+    closes: list[int] = []
+
+    def init() -> None:
+        calls.append(1)
+        if len(calls) == 1:  # the first connection waits until it is closed
+            answered.wait()
+            raise ConnectionError("Request cannot be fulfilled: the data client disconnected")
+
+    def close() -> None:
+        closes.append(1)
+        answered.set()
+
+    ray_cluster.with_client_retries(init, close=close, backoff_s=0.0, timeout_s=0.2)
+    assert (len(calls), len(closes)) == (2, 1)
+
+    never = threading.Event()
+    monkeypatch.setattr(ray_cluster, "CLIENT_CLOSE_TIMEOUT_S", 0.2)
+    with pytest.raises(
+        ray_cluster.ClusterError, match="no answer within 0.2 s.*could not be closed"
+    ):
+        ray_cluster.with_client_retries(never.wait, close=list, backoff_s=0.0, timeout_s=0.2)
+    never.set()
+    with pytest.raises(ray_cluster.ClientInitTimeout, match="within 0.2 s"):
+        ray_cluster.with_client_retries(
+            lambda: answered.clear() or answered.wait(),
+            close=answered.set,
+            attempts=2,
+            backoff_s=0.0,
+            timeout_s=0.2,
+        )

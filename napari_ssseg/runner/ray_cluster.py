@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,13 @@ CLIENT_INIT_ATTEMPTS = 3
 """Ray Client starts a server process on the head for each client; on a loaded head that
 start can fail ("Initialization failure from server"), and a new connection usually works."""
 CLIENT_INIT_BACKOFF_S = 5.0
+CLIENT_INIT_TIMEOUT_S = 120.0
+"""How long one Ray Client ``ray.init`` may wait for the head's answer before its connection
+is closed and a new one tried: when the server the head starts for a client dies as it
+starts, the client can otherwise wait for ever (seen with Ray 2.60 on a loaded machine)."""
+CLIENT_CLOSE_TIMEOUT_S = 30.0
+"""How long closing a connection that got no answer may take before giving up on it."""
+CLIENT_MARK_WAIT_S = 1.0
 
 
 class ClusterError(SsSegError):
@@ -92,7 +100,9 @@ def connect(settings: ClusterSettings) -> bool:
         if settings.address.startswith("ray://"):
             # No probe here: the Ray Client server fails the next client after a bare TCP
             # connection, and it answers an unreachable address within seconds by itself.
-            with_client_retries(lambda: ray.init(address=settings.address))
+            with_client_retries(
+                lambda: ray.init(address=settings.address), close=close_client_connection
+            )
         else:
             check_reachable(settings.address)
             ray.init(address=settings.address, **options)
@@ -108,19 +118,82 @@ def connect(settings: ClusterSettings) -> bool:
 
 def with_client_retries(
     init: Callable[[], object],
+    close: Callable[[], object],
     attempts: int = CLIENT_INIT_ATTEMPTS,
     backoff_s: float = CLIENT_INIT_BACKOFF_S,
+    timeout_s: float = CLIENT_INIT_TIMEOUT_S,
 ) -> None:
     """Call ``init`` (a Ray Client ``ray.init``) again, after a pause that doubles each time,
-    when the head failed to start the server for this client; other errors at once."""
+    when the head failed to start the server for this client or gave no answer within
+    ``timeout_s`` (then ``close`` ends the waiting connection first); other errors at once."""
     for attempt in range(attempts):
         try:
-            init()
+            call_within(init, close, timeout_s)
             return
         except ConnectionAbortedError as error:
             if "Initialization failure from server" not in str(error) or attempt == attempts - 1:
                 raise
+        except ClientInitTimeout:
+            if attempt == attempts - 1:
+                raise
         time.sleep(backoff_s * 2**attempt)
+
+
+class ClientInitTimeout(ConnectionError):
+    """A Ray Client ``ray.init`` got no answer from the head in time."""
+
+
+def call_within(init: Callable[[], object], close: Callable[[], object], timeout_s: float) -> None:
+    """Run ``init`` in a thread and wait for it at most ``timeout_s``; past that, ``close`` the
+    connection it waits on (which makes it return) and raise :class:`ClientInitTimeout`, or
+    :class:`ClusterError` when even the close does not end it."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            init()
+        except BaseException as error:  # handed to the caller's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=run, name="ray-client-init", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not thread.is_alive():
+        if failure:
+            raise failure[0]
+        return
+    closing = threading.Thread(target=close, name="ray-client-close", daemon=True)
+    closing.start()
+    thread.join(CLIENT_CLOSE_TIMEOUT_S)
+    if thread.is_alive():
+        raise ClusterError(
+            f"the Ray cluster gave no answer within {timeout_s:g} s and the connection "
+            "could not be closed (see ray_client_server*.err in the head's session logs)"
+        )
+    raise ClientInitTimeout(f"no answer from the Ray Client server within {timeout_s:g} s")
+
+
+def close_client_connection() -> None:
+    """Close the Ray Client connection being set up: a ``ray.init`` waiting on it returns
+    with an error (``ray.shutdown`` reaches only a connection already set up).
+
+    Ray's own disconnect marks the connection as shutting down at once, then waits for its
+    data stream, which ends only when the server answers; closing the channel ends it now.
+    """
+    from ray.util.client import ray as client
+
+    context = client.get_context()
+    worker = context.client_worker
+    if worker is None:
+        return
+    disconnecting = threading.Thread(target=context.disconnect, name="ray-client-disconnect")
+    disconnecting.daemon = True
+    disconnecting.start()
+    disconnecting.join(CLIENT_MARK_WAIT_S)  # marked as shutting down: no reconnect follows
+    channel = worker.channel
+    if channel is not None:
+        channel.close()
+    disconnecting.join(CLIENT_CLOSE_TIMEOUT_S)
 
 
 def connection_error_line(text: str) -> str:

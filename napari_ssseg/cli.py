@@ -240,24 +240,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-volumes", type=int, default=None)
     bench.add_argument("--axis", default=None, help="slice axis (default: the thickest)")
     bench.add_argument("--json", type=Path, help="write results here")
+    bench.add_argument(
+        "--config",
+        type=Path,
+        help="JSON file of training settings every learned method starts from (its preset "
+        "and +part switches, then the options here, override them)",
+    )
     _add_training_options(bench)
     return parser
 
 
-def _training_config(args: argparse.Namespace, method: str | None):
+def _settings_file(path: Path | None) -> dict:
+    """The training settings of a ``--config`` JSON file (none without one)."""
     import json
 
+    if path is None:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CliError(f"{path}: cannot read the training settings ({error})") from None
+    if not isinstance(values, dict):
+        raise CliError(f"{path}: training settings must be a JSON object")
+    return values
+
+
+def _training_config(args: argparse.Namespace, method: str | None):
     from napari_ssseg.training.config import TrainConfig
 
-    values: dict = {}
-    config_path = getattr(args, "config", None)
-    if config_path is not None:
-        try:
-            values = json.loads(Path(config_path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CliError(f"{config_path}: cannot read the training settings ({error})") from None
-        if not isinstance(values, dict):
-            raise CliError(f"{config_path}: training settings must be a JSON object")
+    values = _settings_file(getattr(args, "config", None))
     if method is not None:
         values.setdefault("method", method)
     values["seed"] = args.seed
@@ -420,7 +431,11 @@ def run_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         json_path=args.json,
+        training=_settings_file(args.config),
     )
+    chosen = sorted({"method", "teachers_override"} & set(settings.training))
+    if chosen:
+        raise CliError(f"{args.config}: {', '.join(chosen)} come from --methods in a benchmark")
     run_benchmark(settings)
     return 0
 

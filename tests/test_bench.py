@@ -83,6 +83,27 @@ def test_cases_bench_trains_one_model(tmp_path, capsys):
     assert result["fit_steps"] == 20
 
 
+def test_bench_methods_start_from_the_settings_file(tmp_path, capsys):
+    data = make_msd(tmp_path / "data")
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"max_iters": 7, "channels": [8, 16]}))
+    out = tmp_path / "bench.json"
+    options = "--protocol cases --labeled-cases 1 --split val --methods unet"
+    command = ["bench", "--data", str(data), *options.split(), "--json", str(out)]
+    assert main([*command, "--config", str(settings)]) == 0
+    result = json.loads(out.read_text())
+    # The file's step budget reached the training.
+    assert result["results"]["unet"]["fit_steps"] == 7
+    assert result["training_config"]["channels"] == [8, 16]
+    assert result["settings"]["training"]["max_iters"] == 7
+    settings.write_text(json.dumps({"curriculum_slice": 7}))
+    assert main([*command, "--config", str(settings)]) == 2
+    assert "unknown training setting(s): curriculum_slice" in capsys.readouterr().err
+    settings.write_text(json.dumps({"method": "mt"}))
+    assert main([*command, "--config", str(settings)]) == 2
+    assert "method come from --methods" in capsys.readouterr().err
+
+
 def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
     data = make_msd(tmp_path / "data")
     assert main(["bench", "--data", str(data), "--methods", "magic"]) == 2

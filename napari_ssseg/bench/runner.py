@@ -66,6 +66,8 @@ class BenchSettings:
     seed: int = 0
     device: str = "auto"
     json_path: Path | None = None
+    training: dict = field(default_factory=dict)
+    """Training settings (``TrainConfig`` fields) every learned method starts from."""
 
 
 @dataclass
@@ -225,7 +227,10 @@ def format_table(results: dict[str, MethodResult], class_names: list[str]) -> st
 
 def run_benchmark(settings: BenchSettings) -> dict:
     """Run the benchmark, print a table, write JSON (updated after every volume)."""
-    config = TrainConfig(seed=settings.seed, device=settings.device, max_time=settings.max_time)
+    config = TrainConfig.from_dict(
+        settings.training
+        | {"seed": settings.seed, "device": settings.device, "max_time": settings.max_time}
+    )
     if settings.max_iters is not None:
         config.max_iters = settings.max_iters
     try:

@@ -435,7 +435,11 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     chosen = sorted({"method", "teachers_override"} & set(settings.training))
     if chosen:
-        raise CliError(f"{args.config}: {', '.join(chosen)} come from --methods in a benchmark")
+        verb = "is" if len(chosen) == 1 else "are"
+        raise CliError(
+            f"{args.config}: {' and '.join(chosen)} {verb} given by --methods in a benchmark, "
+            "not by a settings file"
+        )
     run_benchmark(settings)
     return 0
 

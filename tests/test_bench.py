@@ -101,7 +101,7 @@ def test_bench_methods_start_from_the_settings_file(tmp_path, capsys):
     assert "unknown training setting(s): curriculum_slice" in capsys.readouterr().err
     settings.write_text(json.dumps({"method": "mt"}))
     assert main([*command, "--config", str(settings)]) == 2
-    assert "method come from --methods" in capsys.readouterr().err
+    assert "method is given by --methods" in capsys.readouterr().err
 
 
 def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):

@@ -676,6 +676,12 @@ def _bad_settings_file(text: str) -> Callable:
     return build
 
 
+def _bench_settings_naming_a_method(folder: Path) -> Callable[[], Any]:
+    settings = folder / "settings.json"
+    settings.write_text('{"method": "mt", "max_iters": 5}')
+    return cli_trigger("bench", "--data", folder / "msd", "--config", settings)
+
+
 CLASS_1_ONLY = (tiny_case()[1] == 1).astype(np.uint8)
 NO_LABELS = np.zeros(SHAPE, np.uint8)
 OUT_OF_SET = tiny_case()[1].copy()
@@ -988,6 +994,14 @@ CLI_CASES = [
         _bad_settings_file("[1, 2]"),
         CliFailure,
         r"settings\.json: training settings must be a JSON object",
+    ),
+    BadInput(
+        "cli-bench-config-method",
+        "cli",
+        "bench --config file naming a method (the methods are --methods)",
+        _bench_settings_naming_a_method,
+        CliFailure,
+        r"settings\.json: method is given by --methods in a benchmark",
     ),
 ]
 

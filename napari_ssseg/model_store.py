@@ -72,8 +72,13 @@ class TrainedModel:
 
     def network(self) -> torch.nn.Module:
         """A U-Net with these weights, in eval mode on the CPU."""
+        config = self.config
         net = build_unet(
-            self.config.in_channels, self.num_classes, self.config.channels, self.config.dropout
+            config.in_channels,
+            self.num_classes,
+            config.channels,
+            config.dropout,
+            config.dropout_shape,
         )
         net.load_state_dict(self.state_dict)
         return net.eval()

@@ -37,3 +37,36 @@ def test_save_refuses_to_replace_a_folder_of_other_files(tmp_path):
     empty.mkdir()
     assert save_model(model, empty) == empty  # an empty folder, then a model folder, may go
     assert save_model(model, empty) == empty
+
+
+def test_channel_dropout_drops_whole_maps_and_survives_saving(tmp_path):
+    """``dropout_shape`` "channel": every dropout layer is a Dropout2d (a whole feature map
+    zeroed or kept), MC dropout still varies, and a saved model rebuilds the same layers."""
+    import torch
+
+    from napari_ssseg.training.uncertainty import mc_dropout_probs
+
+    config = TrainConfig(image_size=16, channels=(4, 8), dropout=0.5, dropout_shape="channel")
+    net = build_unet(config.in_channels, 1, config.channels, config.dropout, config.dropout_shape)
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    assert layers and all(type(m) is torch.nn.Dropout2d for m in layers)
+    drop = layers[0].train()
+    kept = drop(torch.ones(1, 64, 5, 5))[0]
+    per_map = kept.flatten(1)
+    assert set(per_map.min(dim=1).values.tolist()) <= {0.0, 2.0}
+    assert torch.equal(per_map.min(dim=1).values, per_map.max(dim=1).values)  # whole maps
+    saved = save_model(TrainedModel(net.state_dict(), config, ["organ"]), tmp_path / "model")
+    rebuilt = load_model(saved).network()
+    assert all(
+        type(m) is torch.nn.Dropout2d
+        for m in rebuilt.modules()
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd)
+    )
+    x = torch.rand(2, config.in_channels, 16, 16)
+    torch.manual_seed(0)
+    first = mc_dropout_probs(rebuilt, x, passes=2)
+    torch.manual_seed(1)
+    assert first.shape == (2, 2, 16, 16)
+    assert not torch.allclose(first, mc_dropout_probs(rebuilt, x, passes=2))  # dropout acts
+    with pytest.raises(ValueError, match="dropout_shape must be element or channel"):
+        build_unet(1, 2, (4, 8), 0.1, "pixel")

@@ -96,6 +96,8 @@ class TrainConfig:
     context: int = 0
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     dropout: float = 0.1
+    # "element" or "channel" (whole feature maps dropped; see networks.unet.build_unet).
+    dropout_shape: str = "element"
     max_iters: int = 3000
     max_time: float | None = None
     batch_size: int = 4
@@ -255,6 +257,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise SsSegError(f"dropout must lie in [0, 1), not {self.dropout}")
+        if self.dropout_shape not in ("element", "channel"):
+            raise SsSegError(
+                f"dropout_shape must be element or channel, not {self.dropout_shape!r}"
+            )
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise SsSegError(f"lr must be a positive number, not {self.lr}")
         if self.max_iters < 1:

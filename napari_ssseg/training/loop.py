@@ -183,7 +183,13 @@ def train(
     device = resolve_device(config.device)
 
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
-    model = build_unet(config.in_channels, project.num_classes, config.channels, config.dropout)
+    model = build_unet(
+        config.in_channels,
+        project.num_classes,
+        config.channels,
+        config.dropout,
+        config.dropout_shape,
+    )
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device).train()

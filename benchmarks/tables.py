@@ -74,6 +74,15 @@ def paired_lines(doc: dict, reference: str = "unet", skip: tuple[str, ...] = ())
     return [""] + out if out else []
 
 
+def labelled(name: str, doc: dict) -> str:
+    """A method's name, followed by the settings file it started from when it had one
+    (``bench --config``): ``ssl (dropout_shape channel)``."""
+    training = doc.get("settings", {}).get("training") or {}
+    if not training:
+        return name
+    return f"{name} ({', '.join(f'{key} {value}' for key, value in training.items())})"
+
+
 def merged(paths: list[Path]) -> dict:
     """One document from runs of the same benchmark with different methods (e.g. two streams
     run side by side, one method each): results in the order given, the largest peak memory."""
@@ -84,7 +93,7 @@ def merged(paths: list[Path]) -> dict:
             if doc[key] != first[key]:
                 raise SystemExit(f"{path.name}: {key} {doc[key]!r} differs from {first[key]!r}")
     out = dict(first)
-    out["results"] = {name: r for doc in docs for name, r in doc["results"].items()}
+    out["results"] = {labelled(name, doc): r for doc in docs for name, r in doc["results"].items()}
     out["peak_rss_mb"] = max(doc["peak_rss_mb"] for doc in docs)
     return out
 

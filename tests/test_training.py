@@ -190,6 +190,22 @@ def test_teachers_wait_until_the_student_reproduces_every_annotated_class(liver_
     assert result.teachers_from is None
 
 
+def test_a_warm_started_run_has_its_teachers_from_the_first_step(liver_case):
+    """A retrain starts from a model that knows the labels: its mean and shape teachers
+    start at once (the gate still checks), not after half of its steps."""
+    from napari_ssseg.training import loop
+
+    volume, _, _ = liver_case
+    project = Project([volume], ["liver"])
+    config = quick_config(method="ssl", max_iters=20, teacher_gate_dice=0.0)
+    cold = loop.train(project, config)
+    assert cold.teachers_from == 10  # ssl_start 0.5 of 20 steps
+    warm = loop.train(project, config, init_state=cold.state_dict)
+    assert warm.teachers_from == 0
+    assert loop.teacher_settings(config, None) is config
+    assert (config.ssl_start, config.shape_start) == (0.5, 0.5)  # the run's own, unchanged
+
+
 def test_cancel_before_first_step_raises(liver_case):
     volume, _, _ = liver_case
     with pytest.raises(TrainingCancelled):

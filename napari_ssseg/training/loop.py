@@ -27,6 +27,9 @@ unlabelled ones; the supervised loss and the teachers' losses take the mixed lab
 Teachers wait, beyond their ``start``, until the student reproduces every class on the
 annotated slices (``teacher_gate_dice``, checked every :data:`TEACHER_GATE_EVERY` steps):
 pseudo-labels of a student that has not learnt a class yet lack it and would teach it away.
+A warm-started run (a retrain) has a student that has learnt them: its teachers start at
+once (the gate still checks), rather than after half of a short retrain's steps spent on
+the labels alone, which pulled the model back toward the plain U-Net.
 
 With ``distill_weight`` or ``prototype_weight`` above 0 (off by default), every step also
 passes ``distill_batch`` slices with cached foundation-encoder embeddings through the student,
@@ -56,7 +59,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -157,6 +160,16 @@ class _TargetCache:
         return [self.refs[i] for i in picks], [t[picks] for t in self.targets]
 
 
+def teacher_settings(
+    config: TrainConfig, init_state: dict[str, torch.Tensor] | None
+) -> TrainConfig:
+    """The settings the teachers are built with: those of the run, with ``ssl_start`` and
+    ``shape_start`` at 0 when the student is warm-started."""
+    if init_state is None:
+        return config
+    return replace(config, ssl_start=0.0, shape_start=0.0)
+
+
 def train(
     project: Project,
     config: TrainConfig,
@@ -196,7 +209,9 @@ def train(
     # The budget covers the teachers' and the feature bank's set-up (foundation-model
     # embeddings: seconds per slice on a CPU), not only the steps.
     start = time.monotonic()
-    teachers = build_teachers(config.teachers, project, pool, model, config, device)
+    teachers = build_teachers(
+        config.teachers, project, pool, model, teacher_settings(config, init_state), device
+    )
     # Built before the copies' streams part, so every copy starts with the same projector;
     # None (nothing built, nothing drawn) when both feature weights are 0.
     alignment = FeatureAlignment.build(config, model, pool, teachers, device, own_seed)

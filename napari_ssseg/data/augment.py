@@ -87,8 +87,8 @@ def make_strong_perturbation(seed: int, size: int) -> Compose:
 
 @contextmanager
 def untracked() -> Iterator[None]:
-    """MONAI's metadata tracking off inside the block (a process-wide setting, restored on
-    leaving; training runs in its own process or thread of the command line)."""
+    """MONAI's metadata tracking off inside the block. It is a process-wide setting,
+    restored on leaving: MONAI code running in another thread meanwhile sees it off too."""
     previous = get_track_meta()
     set_track_meta(False)
     try:
@@ -115,12 +115,12 @@ def augment_batch(
     extra = extra or {}
     out_images: list[torch.Tensor] = []
     out_extra: dict[str, list[torch.Tensor]] = {key: [] for key in extra}
-    for i in range(images.shape[0]):
-        sample = {"image": images[i]} | {key: value[i].float() for key, value in extra.items()}
-        with untracked():
+    with untracked():
+        for i in range(images.shape[0]):
+            sample = {"image": images[i]} | {k: value[i].float() for k, value in extra.items()}
             result = transform(sample)
-        out_images.append(convert_to_tensor(result["image"], track_meta=False).float())
-        for key in extra:
-            value = convert_to_tensor(result[key], track_meta=False)
-            out_extra[key].append(value.round().long() if key == "label" else value.float())
+            out_images.append(convert_to_tensor(result["image"], track_meta=False).float())
+            for key in extra:
+                value = convert_to_tensor(result[key], track_meta=False)
+                out_extra[key].append(value.round().long() if key == "label" else value.float())
     return torch.stack(out_images), {key: torch.stack(v) for key, v in out_extra.items()}

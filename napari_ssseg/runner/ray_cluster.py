@@ -51,6 +51,8 @@ starts, the client can otherwise wait for ever (seen with Ray 2.60 on a loaded m
 CLIENT_CLOSE_TIMEOUT_S = 30.0
 """How long closing a connection that got no answer may take before giving up on it."""
 CLIENT_MARK_WAIT_S = 1.0
+"""How long Ray's disconnect gets to mark the connection as shutting down before its channel
+is closed (closed earlier, Ray would take the broken stream for a reason to reconnect)."""
 
 
 class ClusterError(SsSegError):

@@ -221,6 +221,34 @@ def test_bank_takes_fewer_slices_when_they_would_overrun_its_time(tmp_path):
     assert len(bank.refs) == 2  # never fewer than 2
 
 
+def test_a_reduced_bank_keeps_the_cosines_its_leading_directions_hold():
+    # Embeddings (3 slices, 16 channels, 4 x 4 grid) that span 3 directions exactly.
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.linalg.qr(torch.randn(16, 3, generator=generator))[0]  # (16, 3)
+    weights = torch.randn(3, 3, 4, 4, generator=generator)
+    embeddings = torch.einsum("dk,nkhw->ndhw", directions, weights)
+    refs = [(0, z) for z in range(3)]
+    bank = EmbeddingBank(refs, torch.tensor([True, False, False]), embeddings)
+
+    def cosines(tensor: torch.Tensor) -> torch.Tensor:  # between every pair of locations
+        vectors = F.normalize(tensor.permute(0, 2, 3, 1).reshape(-1, tensor.shape[1]), dim=1)
+        return vectors @ vectors.T
+
+    kept = bank.reduced(3)
+    assert kept.channels == 3 and kept.embeddings.shape == (3, 3, 4, 4)
+    assert kept.refs == refs and kept.annotated.tolist() == [True, False, False]
+    assert torch.allclose(cosines(kept.embeddings), cosines(embeddings), atol=1e-5)
+    # Two directions cannot hold what three span.
+    assert (cosines(bank.reduced(2).embeddings) - cosines(embeddings)).abs().max() > 0.1
+    # The order of the slices does not change the basis (copies of a data-parallel run build
+    # the same bank); a second reduction gives the same numbers.
+    reordered = EmbeddingBank(refs, bank.annotated, embeddings[[2, 0, 1]]).reduced(3)
+    assert torch.allclose(reordered.embeddings, kept.embeddings[[2, 0, 1]], atol=1e-5)
+    assert torch.equal(bank.reduced(3).embeddings, kept.embeddings)
+    # 0, or as many directions as channels: the bank as it is.
+    assert bank.reduced(0) is bank and bank.reduced(16) is bank
+
+
 def test_augmentation_moves_embeddings_with_the_labels(tmp_path):
     project = synthetic_project()
     config = TrainConfig(
@@ -385,6 +413,7 @@ def test_only_the_switched_on_term_is_reported(tmp_path, monkeypatch):
         ("prototype_weight", float("nan")),
         ("distill_slices", 0),
         ("distill_batch", 0),
+        ("distill_components", -1),
         ("prototype_confidence", 0.0),
     ],
 )
@@ -401,8 +430,9 @@ def test_short_run_with_real_litemedsam(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, max_iters=3, distill_weight=1.0, prototype_weight=1.0)
     result = train(synthetic_project(), config, report_every=1)
     check_feature_run(result, built)
-    embeddings = built[0][0].bank.embeddings
-    assert embeddings.shape == (4, 256, 64, 64) and bool(torch.isfinite(embeddings).all())
+    embeddings = built[0][0].bank.embeddings  # 256 channels reduced to distill_components
+    assert embeddings.shape == (4, config.distill_components, 64, 64)
+    assert bool(torch.isfinite(embeddings).all())
     assert len(list((tmp_path / "embeddings").glob("*.safetensors"))) == 4
 
 

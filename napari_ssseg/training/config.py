@@ -186,6 +186,10 @@ class TrainConfig:
     prototype_weight: float | None = None
     distill_slices: int = 16
     distill_batch: int = 1
+    # The bank's embeddings kept along this many leading principal directions (0: all 256
+    # channels); 256 made a distillation step cost twice a plain one on the CPU
+    # (training/embedding_bank.py).
+    distill_components: int = 32
     prototype_confidence: float = 0.8
     # Imbalance-aware CutMix (DINO-Mix, training/cutmix.py), any method: with probability
     # cutmix_prob a step pastes boxes covering cutmix_area of the slice between labelled slices
@@ -313,6 +317,11 @@ class TrainConfig:
                 raise SsSegError(f"{name} must be 0 (off) or a positive number, not {value}")
         if self.distill_slices < 1 or self.distill_batch < 1:
             raise SsSegError("distill_slices and distill_batch must be at least 1")
+        if self.distill_components < 0:
+            raise SsSegError(
+                f"distill_components must be 0 (every channel) or more, "
+                f"not {self.distill_components}"
+            )
         if not 0.0 < self.prototype_confidence <= 1.0:
             raise SsSegError(
                 f"prototype_confidence must lie in (0, 1], not {self.prototype_confidence}"

@@ -129,7 +129,7 @@ class FeatureAlignment:
         start = time.perf_counter()
         bank = EmbeddingBank.build(
             pool, config.distill_slices, backend, cache, None if limit is None else limit / 2
-        )
+        ).reduced(config.distill_components)
         if sam is not None:
             sam.encode_seconds += time.perf_counter() - start
         return cls(config, model, pool, bank, device, seed)

@@ -107,20 +107,11 @@ class EmbeddingBank:
 
     def reduced(self, components: int) -> EmbeddingBank:
         """The bank with each embedding's channels replaced by its coordinates along the
-        ``components`` leading principal directions of all its embeddings (uncentred: the
-        right singular vectors of the (N g g, D) matrix of embedding vectors), each direction's
-        sign fixed so that its largest entry is positive (data-parallel copies, which build
-        the same bank, get the same basis). ``components`` of 0, or at least D: unchanged."""
-        channels = self.channels
-        if components <= 0 or components >= channels:
+        ``components`` leading principal directions of all its embeddings
+        (:func:`principal_basis`). ``components`` of 0, or at least D: unchanged."""
+        if components <= 0 or components >= self.channels:
             return self
-        vectors = self.embeddings.permute(0, 2, 3, 1).reshape(-1, channels).double()
-        # Eigenvectors of the (D, D) second-moment matrix: the right singular vectors, without
-        # a singular value decomposition of a (N g g, D) matrix.
-        _, eigenvectors = torch.linalg.eigh(vectors.T @ vectors)
-        basis = eigenvectors[:, -components:].flip(1)  # (D, k), largest eigenvalue first
-        largest = basis.abs().argmax(dim=0)
-        basis = basis * torch.sign(basis[largest, torch.arange(components)])[None]
+        basis = principal_basis(self.embeddings, components)
         coordinates = torch.einsum("ndhw,dk->nkhw", self.embeddings.double(), basis)
         return EmbeddingBank(self.refs, self.annotated, coordinates.float().contiguous())
 
@@ -132,3 +123,18 @@ class EmbeddingBank:
         """(len(indices), D, size, size): the embeddings resampled to the student's S x S."""
         chosen = self.embeddings[indices]
         return F.interpolate(chosen, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def principal_basis(embeddings: torch.Tensor, components: int) -> torch.Tensor:
+    """(D, k) float64: the ``components`` = k leading principal directions, uncentred, of the
+    embedding vectors of ``embeddings`` (N, D, g, g) (the right singular vectors of their
+    (N g g, D) matrix), largest first, each direction's sign fixed so that its largest entry
+    is positive (data-parallel copies, which build the same bank, get the same basis)."""
+    channels = int(embeddings.shape[1])
+    vectors = embeddings.permute(0, 2, 3, 1).reshape(-1, channels).double()
+    # Eigenvectors of the (D, D) second-moment matrix: the right singular vectors, without a
+    # singular value decomposition of a (N g g, D) matrix.
+    _, eigenvectors = torch.linalg.eigh(vectors.T @ vectors)
+    basis = eigenvectors[:, -components:].flip(1)  # largest eigenvalue first
+    largest = basis.abs().argmax(dim=0)
+    return basis * torch.sign(basis[largest, torch.arange(components)])[None]

@@ -7,7 +7,8 @@ model's image embeddings of the same slices (pure functions, no state).
   the class's region in each space; 1 - cosine between the two averages, mean over the classes
   present.
 
-Shapes: B slices, D feature channels (256 for Segment-Anything embeddings), K classes
+Shapes: B slices, D feature channels (256 for Segment-Anything embeddings, fewer for a
+reduced :class:`~napari_ssseg.training.embedding_bank.EmbeddingBank`), K classes
 (background included), h x w the feature grid.
 """
 

@@ -83,7 +83,8 @@ class FeatureTap:
 
 class FeatureProjector(nn.Module):
     """Two 1 x 1 convolutions: student features (B, C, h, w) -> (B, D, h, w), D = the
-    foundation embedding's channels (256). Training-only: never part of the saved U-Net."""
+    embedding bank's channels (256 for Segment Anything, ``distill_components`` once the bank
+    is reduced). Training-only: never part of the saved U-Net."""
 
     def __init__(self, in_channels: int, out_channels: int = 256) -> None:
         super().__init__()

@@ -4,7 +4,7 @@ keep (training/embedding_bank.py, ``distill_components``).
 For the first volumes of a data set (nnU-Net/MSD folder), 16 slices evenly spread over the
 labelled foreground's extent stand for the bank (what ``EmbeddingBank.build`` takes from a
 volume), 8 others between them are held out. The basis comes from the bank's embeddings alone
-(``principal_basis``, as in training); for k directions the table gives the share of the
+(``principal_directions``, as in training); for k directions the table gives the share of the
 bank's energy they hold and the mean cosine, per embedding location, between an embedding
 vector and its projection onto them, for the bank's slices (the only ones distillation
 compares) and for the held-out ones (none where the foreground spans 16 slices or fewer, as
@@ -30,7 +30,7 @@ from napari_ssseg.foundation.embedding_cache import embed_slices
 from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
 from napari_ssseg.io.msd import read_msd
 from napari_ssseg.io.nifti import read_labels, read_volume
-from napari_ssseg.training.embedding_bank import principal_basis
+from napari_ssseg.training.embedding_bank import embedding_vectors, principal_directions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMPONENTS = (8, 16, 32, 64, 128)
@@ -45,7 +45,7 @@ def spread(count: int, start: int, stop: int) -> list[int]:
 
 def kept_cosine(embeddings: torch.Tensor, basis: torch.Tensor) -> float:
     """Mean over locations of cos(v, P v) = |P v| / |v| for the vectors of (N, D, g, g)."""
-    vectors = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).double()
+    vectors = embedding_vectors(embeddings)
     norms = vectors.norm(dim=1)
     keep = norms > 1e-12
     if not bool(keep.any()):
@@ -64,11 +64,10 @@ def measure(image: Path, labels: Path, backend: LiteMedSamBackend) -> dict:
     bank, _ = embed_slices(backend, [data[:, :, z] for z in bank_z])
     held = embed_slices(backend, [data[:, :, z] for z in held_z])[0] if held_z else bank[:0]
     seconds = time.perf_counter() - start
-    vectors = bank.permute(0, 2, 3, 1).reshape(-1, bank.shape[1]).double()
-    energy = torch.linalg.eigvalsh(vectors.T @ vectors).flip(0)
+    energy, directions = principal_directions(bank)
     rows = {}
     for k in COMPONENTS:
-        basis = principal_basis(bank, k)
+        basis = directions[:, :k]
         rows[k] = {
             "energy": float(energy[:k].sum() / energy.sum()),
             "cosine_bank": kept_cosine(bank, basis),

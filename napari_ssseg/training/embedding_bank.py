@@ -126,16 +126,29 @@ class EmbeddingBank:
         return F.interpolate(chosen, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def principal_basis(embeddings: torch.Tensor, components: int) -> torch.Tensor:
-    """(D, k) float64: the ``components`` = k leading principal directions, uncentred, of the
-    embedding vectors of ``embeddings`` (N, D, g, g) (the right singular vectors of their
-    (N g g, D) matrix), largest first, each direction's sign fixed so that its largest entry
-    is positive (data-parallel copies, which build the same bank, get the same basis)."""
+def embedding_vectors(embeddings: torch.Tensor) -> torch.Tensor:
+    """(N g g, D) float64: the embedding vector at every location of ``embeddings``
+    (N, D, g, g)."""
     channels = int(embeddings.shape[1])
-    vectors = embeddings.permute(0, 2, 3, 1).reshape(-1, channels).double()
+    return embeddings.permute(0, 2, 3, 1).reshape(-1, channels).double()
+
+
+def principal_directions(embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The uncentred principal directions of the embedding vectors of ``embeddings``
+    (N, D, g, g) (the right singular vectors of their (N g g, D) matrix), largest first:
+    (D,) float64 second moments along them (the squared singular values) and (D, D) float64
+    directions as columns, each direction's sign fixed so that its largest entry is positive
+    (data-parallel copies, which build the same bank, get the same basis)."""
+    vectors = embedding_vectors(embeddings)
     # Eigenvectors of the (D, D) second-moment matrix: the right singular vectors, without a
     # singular value decomposition of a (N g g, D) matrix.
-    _, eigenvectors = torch.linalg.eigh(vectors.T @ vectors)
-    basis = eigenvectors[:, -components:].flip(1)  # largest eigenvalue first
+    eigenvalues, eigenvectors = torch.linalg.eigh(vectors.T @ vectors)
+    values, basis = eigenvalues.flip(0), eigenvectors.flip(1)  # largest eigenvalue first
     largest = basis.abs().argmax(dim=0)
-    return basis * torch.sign(basis[largest, torch.arange(components)])[None]
+    return values, basis * torch.sign(basis[largest, torch.arange(basis.shape[1])])[None]
+
+
+def principal_basis(embeddings: torch.Tensor, components: int) -> torch.Tensor:
+    """(D, k) float64: the ``components`` = k leading directions of
+    :func:`principal_directions`."""
+    return principal_directions(embeddings)[1][:, :components]

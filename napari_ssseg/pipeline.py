@@ -58,6 +58,7 @@ def train_model(
         "seconds": round(result.elapsed, 2),
         "stopped_early": result.stopped_early,
         "teachers_from": result.teachers_from,
+        "pretrained": result.pretrained,
         "volumes": [v.image.name for v in project.volumes],
         "annotated_slices": {v.image.name: v.annotated_slices for v in project.volumes},
         "weights": "student",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -415,11 +416,90 @@ def test_only_the_switched_on_term_is_reported(tmp_path, monkeypatch):
         ("distill_batch", 0),
         ("distill_components", -1),
         ("prototype_confidence", 0.0),
+        ("pretrain_steps", -1),
     ],
 )
 def test_bad_feature_settings_are_refused_by_name(setting, value):
     with pytest.raises(SsSegError, match=setting):
         TrainConfig(**{setting: value})
+
+
+# --- distillation before the run --------------------------------------------------------------
+
+
+def bank_distance(alignment: FeatureAlignment, network: torch.nn.Module) -> float:
+    """Mean 1 - cosine between the projected features of every bank slice, unaugmented, and
+    their embeddings."""
+    pool, bank = alignment.pool, alignment.bank
+    with torch.no_grad():
+        with alignment.capture():
+            network(pool.inputs(bank.refs))
+        projected = alignment.projector(alignment.tap.take())
+    embeddings = F.adaptive_avg_pool2d(
+        bank.on_grid(list(range(len(bank.refs))), pool.size), tuple(projected.shape[-2:])
+    )
+    return float(distillation_loss(projected, embeddings, torch.ones_like(projected[:, 0])))
+
+
+def test_pretraining_pulls_the_features_toward_the_embeddings(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
+    config = tiny_config(tmp_path, pretrain_steps=40, batch_size=4, lr=3e-3)
+    project = synthetic_project()
+    pool = SlicePool(project, SIZE, config.intensity, config.context)
+    model = build_unet(1, 2, config.channels)
+    alignment = FeatureAlignment.build(config, model, pool, [], torch.device("cpu"), seed=1)
+    assert alignment is not None and not alignment.in_steps  # no term in the steps
+    before = bank_distance(alignment, model)
+    asked = []
+    done = alignment.pretrain(model, config.pretrain_steps, lambda: asked.append(1) or True)
+    assert done == len(asked) == 40
+    after = bank_distance(alignment, model)
+    assert after < 0.5 * before, (before, after)
+    # Stopped when asked: no further step.
+    assert alignment.pretrain(model, 10, lambda: False) == 0
+
+
+def test_a_fresh_run_pretrains_first_and_a_warm_started_one_does_not(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    echo = ImageEchoBackend()
+    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+    built = spy_on_alignment(monkeypatch)
+    config = tiny_config(tmp_path, max_iters=3, pretrain_steps=5)
+    seen = []
+    fresh = train(synthetic_project(), config, on_progress=seen.append, report_every=1)
+    assert fresh.pretrained == 5 and fresh.iterations == 3
+    # The pretraining shows progress (as step 0, its loss) before the labelled steps, and
+    # is not part of the run's history.
+    assert [p.iteration for p in seen] == [0] * 5 + [1, 2, 3]
+    assert all(set(p.losses) == {"pretrain"} for p in seen[:5])
+    assert len(fresh.history) == 3
+    # Pretraining alone: the steps carry no feature term, the projector moved before them.
+    assert all(not {"distill", "prototype"} & set(p.losses) for p in fresh.history)
+    alignment, initial = built[0]
+    moved = zip(alignment.parameters(), initial, strict=True)
+    assert any(not torch.equal(p.detach(), q) for p, q in moved)
+    # Pretraining changes the weights the labelled steps start from.
+    plain = train(synthetic_project(), replace(config, pretrain_steps=0))
+    assert plain.pretrained == 0
+    assert any(not torch.equal(fresh.state_dict[k], v) for k, v in plain.state_dict.items())
+    warm = train(synthetic_project(), config, init_state=fresh.state_dict)
+    assert warm.pretrained == 0 and warm.iterations == 3
+
+
+def test_pretraining_takes_at_most_half_the_budget_and_stops_when_asked(tmp_path, monkeypatch):
+    from napari_ssseg.errors import TrainingCancelled
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
+    config = tiny_config(tmp_path, max_iters=10**6, max_time=8.0, pretrain_steps=10**6)
+    result = train(synthetic_project(), config)
+    assert 0 < result.pretrained < 10**6 and result.iterations >= 1
+    assert result.elapsed < 16.0
+    # Cancelled while pretraining: no model comes out, and the run says so.
+    polls = iter([False] * 3 + [True] * 10)
+    with pytest.raises(TrainingCancelled):
+        train(synthetic_project(), replace(config, max_time=None), should_stop=lambda: next(polls))
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ class Method:
     """Seconds of the last call spent on work left out of its time (precomputed embeddings)."""
     last_teachers_from: int | None = None
     """The step from which the last run's teachers taught (None: never, or no teachers)."""
+    last_pretrained: int = 0
+    """Feature-distillation steps the last run made before its first labelled step."""
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         """(X, Y, Z) labels from the annotated slices of ``volume``."""
@@ -103,6 +105,7 @@ class Learned(Method):
             model = train_model(project, config)
             self.last_steps = model.summary["iterations"]
             self.last_teachers_from = model.summary.get("teachers_from")
+            self.last_pretrained = model.summary.get("pretrained", 0)
             return predict_volume(model, volume, refine=self.refine).labels
 
     def fit(self, project: Project) -> None:
@@ -112,6 +115,7 @@ class Learned(Method):
         self.model = train_model(project, config)
         self.last_steps = self.model.summary["iterations"]
         self.last_teachers_from = self.model.summary.get("teachers_from")
+        self.last_pretrained = self.model.summary.get("pretrained", 0)
 
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
         if self.model is None:
@@ -151,6 +155,7 @@ PARTS: dict[str, tuple[dict, dict]] = {
     "trust": ({"sam_trust_dice": 0.8}, {"sam_trust_dice": 0.0}),
     "cap": ({"foundation_time_share": 0.3}, {"foundation_time_share": 1.0}),
     "strong": ({"strong_view": True}, {"strong_view": False}),
+    "pretrain": ({"pretrain_steps": 200}, {"pretrain_steps": 0}),
     "hard": (
         {"consistency_loss": "ce", "consistency_weight": 1.0},
         {"consistency_loss": "mse", "consistency_weight": 0.1},

@@ -149,6 +149,7 @@ def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
                 "untimed_seconds": method.last_untimed,
                 "steps": method.last_steps,
                 "teachers_from": method.last_teachers_from,
+                "pretrained": method.last_pretrained,
                 **memory.as_dict(),
             }
             row.update(_score(pred, ref, num_classes, annotated, axis))

@@ -30,7 +30,7 @@ class EmbeddingStopped(Exception):
 def needs_embeddings(config: TrainConfig) -> bool:
     """Whether a run of ``config`` gives slices to the foundation model's encoder: a
     foundation-model teacher or feature term, or predictions refined by it."""
-    return needs_source_slices(config) or config.uses_feature_terms
+    return needs_source_slices(config) or config.uses_feature_bank
 
 
 def needs_source_slices(config: TrainConfig) -> bool:
@@ -61,7 +61,7 @@ def precompute_embeddings(
     if needs_source_slices(config):
         for data in source_slices(project, pool, config).values():
             slices.extend(data)
-    if config.uses_feature_terms:
+    if config.uses_feature_bank:
         slices.extend(bank_squares(pool, choose_slices(pool, config.distill_slices)))
     progress = None if on_progress is None else lambda done, total: on_progress(done / total)
     return _embed_into_cache(config, slices, progress)
@@ -90,7 +90,7 @@ def embed_volume(
     from napari_ssseg.training.teachers.foundation import volume_slices
 
     slices = list(volume_slices(volume, config)) if needs_source_slices(config) else []
-    if config.uses_feature_terms:
+    if config.uses_feature_bank:
         # Only the images matter for the squares: a label-free copy needs no class names.
         blank = AnnotatedVolume.from_labels(
             volume.image, np.zeros(volume.image.shape, np.int16), volume.axis, []

@@ -191,6 +191,11 @@ class TrainConfig:
     # (training/embedding_bank.py).
     distill_components: int = 32
     prototype_confidence: float = 0.8
+    # Steps of feature distillation alone before a fresh run's first supervised step
+    # (FeatureAlignment.pretrain): the student's projected decoder features pulled toward the
+    # bank's embeddings, batch_size bank slices a step, no labels used; inside the run's time
+    # (at most half of max_time). 0: off. A warm-started run (a retrain) skips it.
+    pretrain_steps: int = 0
     # Imbalance-aware CutMix (DINO-Mix, training/cutmix.py), any method: with probability
     # cutmix_prob a step pastes boxes covering cutmix_area of the slice between labelled slices
     # and between labelled and unlabelled ones, centred preferably on rare classes; the
@@ -317,6 +322,8 @@ class TrainConfig:
                 raise SsSegError(f"{name} must be 0 (off) or a positive number, not {value}")
         if self.distill_slices < 1 or self.distill_batch < 1:
             raise SsSegError("distill_slices and distill_batch must be at least 1")
+        if self.pretrain_steps < 0:
+            raise SsSegError(f"pretrain_steps must be 0 (off) or more, not {self.pretrain_steps}")
         if self.distill_components < 0:
             raise SsSegError(
                 f"distill_components must be 0 (every channel) or more, "
@@ -382,10 +389,16 @@ class TrainConfig:
         return self.part("distill_weight") > 0 or self.part("prototype_weight") > 0
 
     @property
+    def uses_feature_bank(self) -> bool:
+        """Whether the run embeds a feature bank: a feature term, or distillation before the
+        run (``pretrain_steps``)."""
+        return self.uses_feature_terms or self.pretrain_steps > 0
+
+    @property
     def uses_foundation_model(self) -> bool:
         """Whether the run loads the foundation model: a foundation-model teacher or a
         feature term."""
-        return self.uses_foundation_teacher or self.uses_feature_terms
+        return self.uses_foundation_teacher or self.uses_feature_bank
 
     @property
     def refine_mode(self) -> str:

@@ -25,6 +25,7 @@ copies' streams part) and its gradients are averaged over the copies before each
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -112,9 +113,10 @@ class FeatureAlignment:
         device: torch.device,
         seed: int,
     ) -> FeatureAlignment | None:
-        """The alignment of ``config``, or None when both weights are 0 (nothing is loaded,
-        built or drawn then). Shares the foundation teacher's model and cache when it runs."""
-        if config.part("distill_weight") == 0 and config.part("prototype_weight") == 0:
+        """The alignment of ``config``, or None when it needs no feature bank (both weights 0
+        and no ``pretrain_steps``: nothing is loaded, built or drawn then). Shares the
+        foundation teacher's model and cache when it runs."""
+        if not config.uses_feature_bank:
             return None
         from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
 
@@ -142,9 +144,15 @@ class FeatureAlignment:
         """Open around the student's training forward pass to record its features."""
         return self.tap.capture()
 
-    def draw(self) -> FeatureBatch:
-        """``distill_batch`` bank slices, augmented with their embeddings and labels."""
-        picks = self.bank.draw(self.rng, self.config.distill_batch)
+    @property
+    def in_steps(self) -> bool:
+        """Whether every training step takes feature slices (a feature term is on)."""
+        return self.config.uses_feature_terms
+
+    def draw(self, count: int | None = None) -> FeatureBatch:
+        """``count`` (default ``distill_batch``) bank slices, augmented with their embeddings
+        and labels."""
+        picks = self.bank.draw(self.rng, count or self.config.distill_batch)
         refs = [self.bank.refs[i] for i in picks]
         embeddings = self.bank.on_grid(picks, self.pool.size)
         valid = torch.ones(len(picks), 1, self.pool.size, self.pool.size)
@@ -173,8 +181,7 @@ class FeatureAlignment:
         embeddings = F.adaptive_avg_pool2d(batch.embeddings, size)
         out: dict[str, tuple[torch.Tensor, float]] = {}
         if self.config.part("distill_weight") > 0:
-            weight = F.adaptive_avg_pool2d(batch.valid, size)[:, 0]
-            loss = distillation_loss(projected, embeddings, weight)
+            loss = self._distillation(batch, projected, embeddings)
             out["distill"] = (loss, self.config.part("distill_weight"))
         if self.config.part("prototype_weight") > 0:
             labels, keep = self._regions(batch, logits)
@@ -182,6 +189,47 @@ class FeatureAlignment:
             loss = prototype_loss(projected, embeddings, masks)
             out["prototype"] = (loss, self.config.part("prototype_weight"))
         return out
+
+    def pretrain(
+        self,
+        network: torch.nn.Module,
+        steps: int,
+        keep_going: Callable[[], bool],
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> int:
+        """Distillation alone for up to ``steps`` steps of ``batch_size`` bank slices, before
+        any label is learnt: the student's projected features (through ``network``, the
+        student or its data-parallel wrapper) pulled toward the embeddings, with an optimiser
+        of its own. Stops early when ``keep_going`` says no; ``on_step(done, loss)`` after
+        each step. Returns the steps done."""
+        parameters = [*network.parameters(), *self.parameters()]
+        optimizer = torch.optim.AdamW(
+            parameters, lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        done = 0
+        while done < steps and keep_going():
+            batch = self.draw(self.config.batch_size)
+            with self.capture():
+                network(batch.images)
+            projected = self.projector(self.tap.take()[-len(batch) :])
+            embeddings = F.adaptive_avg_pool2d(batch.embeddings, tuple(projected.shape[-2:]))
+            loss = self._distillation(batch, projected, embeddings)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.share_gradients()
+            optimizer.step()
+            done += 1
+            if on_step is not None:
+                on_step(done, float(loss.detach()))
+        return done
+
+    def _distillation(
+        self, batch: FeatureBatch, projected: torch.Tensor, embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """The distillation loss of projected features (n, D, h, w) against the embeddings
+        pooled to their grid, weighted by the validity pooled alike."""
+        weight = F.adaptive_avg_pool2d(batch.valid, tuple(projected.shape[-2:]))[:, 0]
+        return distillation_loss(projected, embeddings, weight)
 
     def _regions(
         self, batch: FeatureBatch, logits: torch.Tensor

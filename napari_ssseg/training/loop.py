@@ -121,6 +121,8 @@ class TrainResult:
     history: list[TrainProgress] = field(default_factory=list)
     teachers_from: int | None = None
     """The step from which teachers could teach (the gate opened); None: never."""
+    pretrained: int = 0
+    """Steps of feature distillation done before the first supervised step."""
 
 
 def _draw(rng: np.random.Generator, refs: list[SliceRef], count: int) -> list[SliceRef]:
@@ -219,8 +221,13 @@ def train(
     network = replica.wrap(model)
     if own_seed != config.seed:
         torch.manual_seed(own_seed)  # this copy's own dropout masks and noise
+    pretrained = 0
+    if alignment is not None and init_state is None and config.pretrain_steps > 0:
+        pretrained = _pretrain(
+            alignment, network, config, replica, start, should_stop, on_progress, report_every
+        )
     parameters = list(model.parameters())
-    if alignment is not None:
+    if alignment is not None and alignment.in_steps:
         parameters += alignment.parameters()
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     dice_ce = supervised_loss()
@@ -297,7 +304,7 @@ def train(
             images, labels, unlabelled, moved_targets = cutmix.mix(
                 images, labels, unlabelled, moved_targets, fraction
             )
-        featured = alignment.draw() if alignment is not None else None
+        featured = alignment.draw() if alignment is not None and alignment.in_steps else None
         parts = [images]
         if unlabelled is not None:
             parts.append(unlabelled)
@@ -305,7 +312,7 @@ def train(
             parts.append(featured.images)
         losses: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=device)
-        with alignment.capture() if alignment is not None else nullcontext():
+        with alignment.capture() if featured is not None else nullcontext():
             logits = network(torch.cat(parts) if len(parts) > 1 else images)
         if featured is not None:
             logits, featured_logits = logits[: -len(featured)], logits[-len(featured) :]
@@ -323,7 +330,7 @@ def train(
 
         optimizer.zero_grad(set_to_none=True)
         total.backward()
-        if alignment is not None:
+        if featured is not None:
             alignment.share_gradients()
         optimizer.step()
         for teacher in teachers:
@@ -357,7 +364,40 @@ def train(
         stopped_early,
         history,
         teachers_from,
+        pretrained,
     )
+
+
+def _pretrain(
+    alignment: FeatureAlignment,
+    network: torch.nn.Module,
+    config: TrainConfig,
+    replica: Replica,
+    start: float,
+    should_stop: Callable[[], bool] | None,
+    on_progress: Callable[[TrainProgress], None] | None,
+    report_every: int,
+) -> int:
+    """``config.pretrain_steps`` steps of feature distillation before the labelled steps;
+    returns the steps done. Features first, labels after: they stop at half the budget, so
+    the labels get at least the rest, and when any copy is asked to stop."""
+    half = None if config.max_time is None else config.max_time / 2
+
+    def keep_going() -> bool:
+        late = half is not None and time.monotonic() - start >= half
+        stop = should_stop is not None and should_stop()
+        late_anywhere, stop_anywhere = replica.agree(float(late), stop)
+        return late_anywhere < 1.0 and not stop_anywhere
+
+    def report(done: int, loss: float) -> None:
+        # Shown as step 0 (no labelled step yet); not kept in the run's history.
+        if on_progress is None or not replica.reports or done % report_every:
+            return
+        elapsed = time.monotonic() - start
+        fraction = 0.0 if config.max_time is None else min(elapsed / config.max_time, 1.0)
+        on_progress(TrainProgress(0, fraction, elapsed, {"pretrain": loss}))
+
+    return alignment.pretrain(network, config.pretrain_steps, keep_going, report)
 
 
 @torch.no_grad()

@@ -71,7 +71,7 @@ class EmbeddingPreparer(QObject):
         )
         # Slices at source resolution and/or the network's squares (foundation/precompute).
         kinds = {"slices"} if needs_source_slices(settings) else set()
-        kinds |= {"squares"} if settings.uses_feature_terms else set()
+        kinds |= {"squares"} if settings.uses_feature_bank else set()
         if kinds <= self._done.get(volume, set()):
             return False
         self._job = (volume, kinds)

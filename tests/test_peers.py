@@ -240,3 +240,39 @@ def test_two_copies_of_the_foundation_teacher_share_embeddings_targets_and_adapt
     assert any(
         not torch.equal(a, s) for a, s in zip(first["adapters"], first["start"], strict=True)
     ), "the adapters were not tuned"
+
+
+# -- feature distillation before the labels on two copies ---------------------------------------
+
+
+def test_two_copies_pretrain_their_features_in_step(tmp_path):
+    """Each copy draws its own bank slices, yet after the pretraining steps both hold the
+    same student and projector (gradients averaged, the output layers' missing ones as
+    zeros), and the student has moved."""
+    import copy
+
+    from napari_ssseg.data.slices import SlicePool
+    from napari_ssseg.foundation.embedding_cache import EmbeddingCache
+    from napari_ssseg.networks.unet import build_unet
+    from napari_ssseg.training.embedding_bank import EmbeddingBank
+    from napari_ssseg.training.feature_alignment import FeatureAlignment
+    from tests.test_feature_losses import ImageEchoBackend, synthetic_project
+
+    torch.set_num_threads(1)
+    project = synthetic_project()
+    config = TrainConfig(image_size=32, channels=(8, 16, 32), distill_slices=4, batch_size=2)
+    pool = SlicePool(project, 32, config.intensity, config.context)
+    bank = EmbeddingBank.build(pool, 4, ImageEchoBackend(), EmbeddingCache(tmp_path))
+    start = build_unet(1, 2, config.channels)
+
+    def work(peers: ThreadPeers) -> list[torch.Tensor]:
+        model = copy.deepcopy(start)
+        seed = 1 + 1000 * peers.rank  # each copy its own draws and augmentation
+        alignment = FeatureAlignment(config, model, pool, bank, torch.device("cpu"), seed, peers)
+        assert alignment.pretrain(model, 3, lambda: True) == 3
+        return [p.detach().clone() for p in [*model.parameters(), *alignment.parameters()]]
+
+    first, second = run_copies(work)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    moved = zip(first, start.parameters(), strict=False)
+    assert any(not torch.equal(a, b) for a, b in moved)

@@ -192,17 +192,20 @@ class FeatureAlignment:
 
     def pretrain(
         self,
-        network: torch.nn.Module,
+        model: torch.nn.Module,
         steps: int,
         keep_going: Callable[[], bool],
         on_step: Callable[[int, float], None] | None = None,
     ) -> int:
         """Distillation alone for up to ``steps`` steps of ``batch_size`` bank slices, before
-        any label is learnt: the student's projected features (through ``network``, the
-        student or its data-parallel wrapper) pulled toward the embeddings, with an optimiser
-        of its own. Stops early when ``keep_going`` says no; ``on_step(done, loss)`` after
-        each step. Returns the steps done."""
-        parameters = [*network.parameters(), *self.parameters()]
+        any label is learnt: the student's projected features pulled toward the embeddings,
+        with an optimiser of its own. Stops early when ``keep_going`` says no;
+        ``on_step(done, loss)`` after each step. Returns the steps done.
+
+        ``model`` is the bare student, not its data-parallel wrapper: the output layers get
+        no gradient here, which DDP would wait for; the gradients of every parameter are
+        averaged over the copies by the peers instead (zeros where there are none)."""
+        parameters = [*model.parameters(), *self.parameters()]
         optimizer = torch.optim.AdamW(
             parameters, lr=self.config.lr, weight_decay=self.config.weight_decay
         )
@@ -210,13 +213,14 @@ class FeatureAlignment:
         while done < steps and keep_going():
             batch = self.draw(self.config.batch_size)
             with self.capture():
-                network(batch.images)
+                model(batch.images)
             projected = self.projector(self.tap.take()[-len(batch) :])
             embeddings = F.adaptive_avg_pool2d(batch.embeddings, tuple(projected.shape[-2:]))
             loss = self._distillation(batch, projected, embeddings)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.share_gradients()
+            if self.peers.world_size > 1:
+                self.peers.average_gradients(parameters)
             optimizer.step()
             done += 1
             if on_step is not None:
@@ -226,8 +230,8 @@ class FeatureAlignment:
     def _distillation(
         self, batch: FeatureBatch, projected: torch.Tensor, embeddings: torch.Tensor
     ) -> torch.Tensor:
-        """The distillation loss of projected features (n, D, h, w) against the embeddings
-        pooled to their grid, weighted by the validity pooled alike."""
+        """The distillation loss of projected features (n, D, h, w) against ``embeddings``
+        (n, D, h, w), weighted per cell by the batch's validity pooled to that grid."""
         weight = F.adaptive_avg_pool2d(batch.valid, tuple(projected.shape[-2:]))[:, 0]
         return distillation_loss(projected, embeddings, weight)
 

@@ -224,7 +224,7 @@ def train(
     pretrained = 0
     if alignment is not None and init_state is None and config.pretrain_steps > 0:
         pretrained = _pretrain(
-            alignment, network, config, replica, start, should_stop, on_progress, report_every
+            alignment, model, config, replica, start, should_stop, on_progress, report_every
         )
     parameters = list(model.parameters())
     if alignment is not None and alignment.in_steps:
@@ -370,7 +370,7 @@ def train(
 
 def _pretrain(
     alignment: FeatureAlignment,
-    network: torch.nn.Module,
+    model: torch.nn.Module,
     config: TrainConfig,
     replica: Replica,
     start: float,
@@ -397,7 +397,7 @@ def _pretrain(
         fraction = 0.0 if config.max_time is None else min(elapsed / config.max_time, 1.0)
         on_progress(TrainProgress(0, fraction, elapsed, {"pretrain": loss}))
 
-    return alignment.pretrain(network, config.pretrain_steps, keep_going, report)
+    return alignment.pretrain(model, config.pretrain_steps, keep_going, report)
 
 
 @torch.no_grad()

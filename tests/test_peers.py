@@ -264,11 +264,21 @@ def test_two_copies_pretrain_their_features_in_step(tmp_path):
     pool = SlicePool(project, 32, config.intensity, config.context)
     bank = EmbeddingBank.build(pool, 4, ImageEchoBackend(), EmbeddingCache(tmp_path))
     start = build_unet(1, 2, config.channels)
+    # Real copies are processes; MONAI's transforms keep process-wide state, so the threads
+    # standing in for them take turns to augment.
+    augmenting = threading.Lock()
 
     def work(peers: ThreadPeers) -> list[torch.Tensor]:
         model = copy.deepcopy(start)
         seed = 1 + 1000 * peers.rank  # each copy its own draws and augmentation
         alignment = FeatureAlignment(config, model, pool, bank, torch.device("cpu"), seed, peers)
+        draw = alignment.draw
+
+        def draw_in_turn(count: int | None = None):
+            with augmenting:
+                return draw(count)
+
+        alignment.draw = draw_in_turn
         assert alignment.pretrain(model, 3, lambda: True) == 3
         return [p.detach().clone() for p in [*model.parameters(), *alignment.parameters()]]
 

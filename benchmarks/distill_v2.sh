@@ -10,18 +10,6 @@
 # instead (`ssl+distill-refine`, a first run from the command line; files end in _budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TIME=${SSSEG_BENCH_TIME:-120}
-SET=${SSSEG_SET:-acdc}
-SEED=${SSSEG_SEED:-0}
-SUFFIX=$([ "$SEED" = 0 ] && echo "" || echo "_s$SEED")
-DISTILL=ssl+distill-refine+precompute
-case ${SSSEG_EMBED:-before} in
-  before) ;;
-  budget) DISTILL=ssl+distill-refine SUFFIX="${SUFFIX}_budget" ;;
-  *) echo "SSSEG_EMBED must be before or budget" >&2; exit 2 ;;
-esac
-
 source benchmarks/sparse_sets.sh
 
-sparse_pair "$SET" "${SET}_distill_v2$SUFFIX" "${SET}_sparse_distill_v2_ssl$SUFFIX.json" ssl \
-  "${SET}_sparse_distill_v2_distill$SUFFIX.json" "$DISTILL" --max-time "$TIME" --seed "$SEED"
+ssl_beside distill_v2 distill ssl+distill-refine

@@ -11,18 +11,6 @@
 # files end in _budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TIME=${SSSEG_BENCH_TIME:-120}
-SET=${SSSEG_SET:-acdc}
-SEED=${SSSEG_SEED:-0}
-SUFFIX=$([ "$SEED" = 0 ] && echo "" || echo "_s$SEED")
-PRETRAIN=ssl+pretrain-refine+precompute
-case ${SSSEG_EMBED:-before} in
-  before) ;;
-  budget) PRETRAIN=ssl+pretrain-refine SUFFIX="${SUFFIX}_budget" ;;
-  *) echo "SSSEG_EMBED must be before or budget" >&2; exit 2 ;;
-esac
-
 source benchmarks/sparse_sets.sh
 
-sparse_pair "$SET" "${SET}_pretrain_v1$SUFFIX" "${SET}_sparse_pretrain_v1_ssl$SUFFIX.json" ssl \
-  "${SET}_sparse_pretrain_v1_pretrain$SUFFIX.json" "$PRETRAIN" --max-time "$TIME" --seed "$SEED"
+ssl_beside pretrain_v1 pretrain ssl+pretrain-refine

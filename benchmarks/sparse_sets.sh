@@ -30,6 +30,25 @@ sparse_pair() {  # sparse_pair la|acdc TAG JSON_A METHODS_A JSON_B METHODS_B [be
   python benchmarks/tables.py "$json_a+$json_b"
 }
 
+# `ssl` beside one feature part on one sparse set (SSSEG_SET: acdc, the default, or la), seed
+# SSSEG_SEED (0), --max-time SSSEG_BENCH_TIME (120): METHOD with its embeddings made before the
+# run, outside its time (`+precompute`), or inside it with SSSEG_EMBED=budget. Results
+# SET_sparse_TAG_ssl.json and SET_sparse_TAG_NAME.json, logs SET_TAG_a/b.log; another seed's
+# names end in _sN, the budget runs' in _budget.
+ssl_beside() {  # ssl_beside TAG NAME METHOD
+  local tag=$1 name=$2 method=$3
+  local set=${SSSEG_SET:-acdc} seed=${SSSEG_SEED:-0} time=${SSSEG_BENCH_TIME:-120}
+  local suffix
+  suffix=$([ "$seed" = 0 ] && echo "" || echo "_s$seed")
+  case ${SSSEG_EMBED:-before} in
+    before) method="$method+precompute" ;;
+    budget) suffix="${suffix}_budget" ;;
+    *) echo "SSSEG_EMBED must be before or budget" >&2; return 2 ;;
+  esac
+  sparse_pair "$set" "${set}_$tag$suffix" "${set}_sparse_${tag}_ssl$suffix.json" ssl \
+    "${set}_sparse_${tag}_$name$suffix.json" "$method" --max-time "$time" --seed "$seed"
+}
+
 # The cases protocol on ACDC as the issues fix it: N patients of `train` fully labelled (both
 # frames), the rest of `train` unlabelled, one model, scored on `val`, one torch thread.
 cases_bench() {  # cases_bench N JSON [more bench options...]

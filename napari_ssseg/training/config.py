@@ -397,7 +397,7 @@ class TrainConfig:
     @property
     def uses_foundation_model(self) -> bool:
         """Whether the run loads the foundation model: a foundation-model teacher or a
-        feature term."""
+        feature bank (a feature term, or pretraining)."""
         return self.uses_foundation_teacher or self.uses_feature_bank
 
     @property

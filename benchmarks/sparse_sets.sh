@@ -25,9 +25,34 @@ sparse_pair() {  # sparse_pair la|acdc TAG JSON_A METHODS_A JSON_B METHODS_B [be
   local set=$1 tag=$2 json_a=$3 methods_a=$4 json_b=$5 methods_b=$6
   shift 6
   sparse_bench "$set" "$OUT/$json_a" --methods "$methods_a" "$@" > "$OUT/${tag}_a.log" 2>&1 &
+  local pid_a=$!
   sparse_bench "$set" "$OUT/$json_b" --methods "$methods_b" "$@" > "$OUT/${tag}_b.log" 2>&1 &
+  local pid_b=$!
+  keep_beside "$set" "$pid_a" "$pid_b"
   wait
   python benchmarks/tables.py "$json_a+$json_b"
+}
+
+# Waits for both streams of a pair. Work left out of a run's time (embeddings or a student
+# made before the run, `+precompute`, `+prepare`) makes one stream last longer; once the
+# other has ended, a third stream trains `unet` on the same set (its results thrown away)
+# until the longer one ends, so that every timed run met a training stream on the other
+# core, as the pair's first volumes did: beside one, a CPU step here takes about twice as
+# long as alone (README, Results).
+keep_beside() {  # keep_beside la|acdc PID_A PID_B
+  local set=$1 pid_a=$2 pid_b=$3
+  wait -n "$pid_a" "$pid_b" || true
+  if kill -0 "$pid_a" 2>/dev/null || kill -0 "$pid_b" 2>/dev/null; then
+    local filler_json
+    filler_json=$(mktemp -u /tmp/ssseg-filler-XXXXXX.json)
+    sparse_bench "$set" "$filler_json" --methods unet --max-time 120 --seed 7 > /dev/null 2>&1 &
+    local filler=$!
+    wait "$pid_a" "$pid_b" 2>/dev/null || true
+    pkill -P "$filler" 2>/dev/null || true
+    kill "$filler" 2>/dev/null || true
+    wait "$filler" 2>/dev/null || true
+    rm -f "$filler_json"
+  fi
 }
 
 # `ssl` beside one feature part on one sparse set (SSSEG_SET: acdc, the default, or la), seed

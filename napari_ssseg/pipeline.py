@@ -14,7 +14,8 @@ from napari_ssseg.data.slice_store import SliceStore, StreamedProject
 from napari_ssseg.errors import InputError
 from napari_ssseg.model_store import TrainedModel
 from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.loop import TrainProgress, train
+from napari_ssseg.training.loop import TrainProgress, TrainResult, train
+from napari_ssseg.training.pretraining import PretrainedStudent
 from napari_ssseg.training.replica import Replica
 
 
@@ -26,9 +27,14 @@ def train_model(
     should_stop: Callable[[], bool] | None = None,
     replica: Replica | None = None,
     stream: bool | None = None,
+    pretrained: PretrainedStudent | None = None,
 ) -> TrainedModel:
     """Train on ``project`` (warm-starting from ``init`` when its architecture matches);
-    ``replica`` places this process among data-parallel copies (None: the only one).
+    ``replica`` places this process among data-parallel copies (None: the only one);
+    ``pretrained``: a fresh run starts from this student, distilled before the run
+    (:mod:`~napari_ssseg.training.pretraining`), and does not pretrain again; without it a
+    fresh run with ``pretrain_steps`` looks for one stored for this project and settings
+    (:mod:`~napari_ssseg.training.student_store`).
 
     ``stream``: prepare the slices into a temporary :class:`SliceStore` (deleted when training
     ends, also on error or cancel) and read batches from it, instead of holding every
@@ -45,14 +51,30 @@ def train_model(
                 f"{project.num_classes}"
             )
         init_state = init.state_dict
+    if init is None and pretrained is None and config.pretrain_steps > 0:
+        from napari_ssseg.training.student_store import stored_student
+
+        # One made while the user labelled (the dock's preparation job), if any.
+        pretrained = stored_student(project, config)
     if stream is None:
         stream = len(project.volumes) > 1
+
+    def run(data: Project) -> TrainResult:
+        return train(
+            data,
+            config,
+            init_state,
+            on_progress,
+            should_stop,
+            replica=replica,
+            pretrained=pretrained,
+        )
+
     if stream and not isinstance(project, StreamedProject):
         with SliceStore.temporary() as store:
-            streamed = StreamedProject(project.volumes, project.class_names, store)
-            result = train(streamed, config, init_state, on_progress, should_stop, replica=replica)
+            result = run(StreamedProject(project.volumes, project.class_names, store))
     else:
-        result = train(project, config, init_state, on_progress, should_stop, replica=replica)
+        result = run(project)
     summary = {
         "iterations": result.iterations,
         "seconds": round(result.elapsed, 2),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,46 @@ def test_la_protocol_slices_on_real_volume():
     labels = read_labels(case.label, like=read_volume(case.image))
     slices = sparse_slice_indices(labels, 2, 5)
     assert len(slices) == 5 and all(labels[:, :, i].any() for i in slices)
+
+
+def test_prepare_pretrains_before_the_run_outside_its_time(monkeypatch):
+    # `+prepare`: the embeddings and the pretrained student are made before the run (as the
+    # dock makes them while the user labels), and neither counts in its time; the run finds
+    # the student in its cache (tests/test_pretraining.py).
+    from napari_ssseg.bench import methods
+    from napari_ssseg.foundation import precompute
+    from napari_ssseg.training import student_store
+    from napari_ssseg.training.config import TrainConfig
+
+    method = methods.make_method("ssl+prepare-refine", TrainConfig())
+    assert method.config.pretrain_steps == 200 and method.precompute and method.pretrain_before
+    assert method.refine == "off"
+    inside = methods.make_method("ssl+pretrain+precompute", TrainConfig())
+    assert inside.config.pretrain_steps == 200 and not inside.pretrain_before
+    calls: list[str] = []
+
+    def fake_embed(project, config):
+        calls.append(f"embed {config.pretrain_steps}")
+
+    def fake_prepare(project, config):
+        calls.append("pretrain")
+        time.sleep(0.2)
+
+    class Done(Exception):
+        pass
+
+    def fake_train(project, config):
+        calls.append("train")
+        raise Done
+
+    monkeypatch.setattr(precompute, "precompute_embeddings", fake_embed)
+    monkeypatch.setattr(student_store, "prepare_student", fake_prepare)
+    monkeypatch.setattr(methods, "train_model", fake_train)
+    with pytest.raises(Done):
+        method.segment_sparse(None, 1)  # the fakes never read the volume
+    # The embeddings the run needs (none for the student: it is made already), the student.
+    assert calls == ["embed 0", "pretrain", "train"] and method.last_untimed >= 0.2
+    calls.clear()
+    with pytest.raises(Done):
+        inside.segment_sparse(None, 1)
+    assert calls == ["embed 200", "train"]  # it pretrains inside the run

@@ -93,3 +93,34 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
     qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
     assert not preparer.prepare(session, {"method": "sc-sam", "lr": -1.0}, model_dir)
     preparer.close()
+
+
+def test_a_pretraining_setting_prepares_its_student_once_per_settings(qtbot, tmp_path):
+    from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
+    from napari_ssseg.widgets.session import AnnotationSession
+
+    runner = ScriptedRunner()
+    preparer = EmbeddingPreparer(runner=runner)
+    texts: list[str] = []
+    preparer.changed.connect(texts.append)
+    image = Volume(np.zeros((8, 8, 4), np.float32), np.eye(4), name="scan")
+    session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), ["organ"], axis=2)
+    model_dir = tmp_path / "model"
+
+    def finish(*events) -> None:
+        runner.queued += [*events, StatusEvent(RunStatus.DONE, "ready")]
+        qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
+
+    pretrain = {"method": "ssl", "pretrain_steps": 50}
+    assert preparer.prepare(session, pretrain, model_dir)
+    finish(ProgressEvent("embed", 1.0, 2.0, 4), ProgressEvent("pretrain", 0.2, 3.0, 10))
+    assert "foundation model: pretraining the network, step 10 (3 s)" in texts
+    assert not preparer.prepare(session, pretrain, model_dir)  # this student is made
+    # Distillation in the steps needs every slice's square, the student only its bank's.
+    assert preparer.prepare(session, {"method": "ssl", "distill_weight": 1.0}, model_dir)
+    finish()
+    # Another seed, another student.
+    assert preparer.prepare(session, pretrain | {"seed": 3}, model_dir)
+    finish()
+    assert not preparer.prepare(session, pretrain | {"seed": 3, "max_time": 30}, model_dir)
+    preparer.close()

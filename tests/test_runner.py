@@ -153,6 +153,35 @@ def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runne
 
 
 @pytest.mark.slow
+def test_preparation_job_pretrains_a_student_that_the_training_run_starts_from(runner, tmp_path):
+    cache = tmp_path / "embeddings"
+    settings = dict(method="ssl", pretrain_steps=6, max_iters=4, embedding_cache=str(cache))
+    # While the user labels: nothing annotated yet.
+    prepare = synthetic_job(tmp_path / "model", annotated=(), **settings)
+    prepare.task = "embed"
+    runner.start(prepare)
+    progress = []
+    deadline = time.monotonic() + 240
+    while not runner.status.finished and time.monotonic() < deadline:
+        progress += [e for e in runner.poll() if isinstance(e, ProgressEvent)]
+        time.sleep(0.05)
+    assert runner.status is RunStatus.DONE, runner.message
+    assert runner.message.endswith("; network pretrained (6 steps)")
+    stages = [e.stage for e in progress]
+    assert "embed" in stages and stages[-1] == "pretrain"
+    assert stages.index("pretrain") > max(i for i, s in enumerate(stages) if s == "embed")
+    assert [e.iteration for e in progress if e.stage == "pretrain"][-1] == 6
+    assert all(e.losses["pretrain"] > 0 for e in progress if e.stage == "pretrain")
+    assert len(list((cache / "students").glob("*.safetensors"))) == 1
+    assert not (tmp_path / "model").exists()
+    # The labelled run starts from that student: no pretraining of its own.
+    runner.start(synthetic_job(tmp_path / "model", **settings))
+    assert runner.wait(timeout=180) is RunStatus.DONE, runner.message
+    summary = runner.result().summary
+    assert summary["pretrained"] == 6 and summary["iterations"] == 4
+
+
+@pytest.mark.slow
 def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
     finished, runner, tmp_path
 ):

@@ -85,6 +85,9 @@ class Learned(Method):
     learns = True
     precompute: bool = False
     """Embed every slice the run needs before it starts, untimed (see ``last_untimed``)."""
+    pretrain_before: bool = False
+    """With ``precompute``: the run's pretraining (``pretrain_steps``) too, before it starts
+    and untimed, as the dock does while the user labels."""
     _fit_cache: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
@@ -100,7 +103,15 @@ class Learned(Method):
                 from napari_ssseg.foundation.precompute import precompute_embeddings
 
                 start = time.perf_counter()
-                precompute_embeddings(project, config)
+                if config.pretrain_steps > 0 and self.pretrain_before:
+                    from napari_ssseg.training.student_store import prepare_student
+
+                    # The run itself embeds only what its method needs besides; it finds
+                    # the student in the cache, as after the dock's preparation job.
+                    precompute_embeddings(project, replace(config, pretrain_steps=0))
+                    prepare_student(project, config)
+                else:
+                    precompute_embeddings(project, config)
                 self.last_untimed = time.perf_counter() - start
             model = train_model(project, config)
             self.last_steps = model.summary["iterations"]
@@ -165,7 +176,9 @@ PARTS: dict[str, tuple[dict, dict]] = {
 the settings each way. Teacher names (``training.config.TEACHERS``) add or drop teachers, and
 ``refine`` sets the prediction's refine mode to auto (``+``) or off (``-``); ``+precompute``
 embeds every slice the run needs before it starts, outside its time (as when the embeddings
-are made while the user labels)."""
+are made while the user labels); ``+prepare`` is ``+pretrain+precompute`` with the
+pretraining made before the run too, outside its time (as the dock does while the user
+labels)."""
 
 FIXED_METHODS = ("interp", "interp-nn", "sam-box")
 
@@ -209,7 +222,7 @@ def make_method(name: str, config: TrainConfig) -> Method:
         )
     teachers = list(METHODS[base])
     settings: dict = {"method": base}
-    refine, precompute = None, False
+    refine, precompute, pretrain_before = None, False, False
     for sign, part in _changes(rest):
         if part in TEACHERS:
             if sign == "+" and part not in teachers:
@@ -224,11 +237,20 @@ def make_method(name: str, config: TrainConfig) -> Method:
             refine = "auto" if sign == "+" else "off"
         elif part == "precompute" and sign == "+":
             precompute = True
+        elif part == "prepare" and sign == "+":
+            settings.update(PARTS["pretrain"][0])
+            precompute = pretrain_before = True
         else:
-            known = ", ".join([*TEACHERS, *PARTS, "refine", "precompute"])
+            known = ", ".join([*TEACHERS, *PARTS, "refine", "precompute", "prepare"])
             raise ValueError(f"{name}: unknown part {part!r}; parts: {known}")
     if tuple(teachers) != METHODS[base]:
         settings["teachers_override"] = tuple(teachers)
     if refine is not None:  # the model's own default too: +precompute embeds what it needs
         settings["refine"] = refine
-    return Learned(replace(config, **settings), refine=refine, label=name, precompute=precompute)
+    return Learned(
+        replace(config, **settings),
+        refine=refine,
+        label=name,
+        precompute=precompute,
+        pretrain_before=pretrain_before,
+    )

@@ -76,7 +76,8 @@ def embed_volume(
     """Fill ``config``'s embedding cache with every slice of ``volume`` a run of ``config``
     could embed, whatever the user labels next: each slice along ``volume.axis`` at source
     resolution (the foundation teacher, refined predictions) and, when a feature term is on,
-    each slice as the network's padded square (the feature bank).
+    each slice as the network's padded square (the feature bank); with pretraining alone
+    (``pretrain_steps``), the squares of the label-free bank it distils from.
 
     ``on_progress(done, total)`` follows each slice; ``should_stop`` is asked before each
     one and raises :class:`EmbeddingStopped` (the embeddings made so far stay cached).
@@ -86,7 +87,7 @@ def embed_volume(
     if not needs_embeddings(config):
         return 0, 0
     from napari_ssseg.data.slices import SlicePool
-    from napari_ssseg.training.embedding_bank import bank_squares
+    from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
     from napari_ssseg.training.teachers.foundation import volume_slices
 
     slices = list(volume_slices(volume, config)) if needs_source_slices(config) else []
@@ -98,7 +99,14 @@ def embed_volume(
         pool = SlicePool(
             Project([blank], ["foreground"]), config.image_size, config.intensity, config.context
         )
-        slices.extend(bank_squares(pool, sorted(pool.labelled + pool.unlabelled)))
+        # Distillation in the steps takes the run's bank, which depends on the labels: every
+        # square. Pretraining alone takes the label-free bank (training/pretraining.py).
+        refs = (
+            sorted(pool.labelled + pool.unlabelled)
+            if config.uses_feature_terms
+            else choose_slices(pool, config.distill_slices)
+        )
+        slices.extend(bank_squares(pool, refs))
     return _embed_into_cache(config, slices, on_progress, should_stop), len(slices)
 
 

@@ -34,10 +34,12 @@ class ProgressEvent:
     """A progress snapshot.
 
     Attributes:
-        stage: ``"train"``, ``"predict"`` or ``"embed"`` (an embedding job).
+        stage: ``"train"``, ``"predict"``, or in an embedding job ``"embed"`` then
+            ``"pretrain"`` (its student, for settings with ``pretrain_steps``).
         fraction: progress of the stage in [0, 1].
         elapsed: seconds since the stage began.
-        iteration: training step (0 while predicting; slices done while embedding).
+        iteration: training step (0 while predicting; slices done while embedding;
+            distillation steps done while pretraining).
         losses: the latest training losses by name (empty while predicting).
     """
 

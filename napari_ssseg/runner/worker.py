@@ -13,12 +13,13 @@ import queue
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_ssseg.annotation import AnnotatedVolume, slice_index
+from napari_ssseg.annotation import AnnotatedVolume, Project, slice_index
 from napari_ssseg.errors import InputError, SsSegError, TrainingCancelled
 from napari_ssseg.runner.events import ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.runner.job import TrainingJob, VolumeInput
@@ -213,8 +214,10 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
 
 
 def _embed(job: TrainingJob, config: Any, events: Any, stop: Any) -> str | None:
-    """Fill the embedding cache with every slice of the job's volumes; returns what was done
-    (None when stopped: the embeddings made so far stay in the cache)."""
+    """Fill the embedding cache with every slice of the job's volumes and, for settings with
+    ``pretrain_steps``, store the student pretrained on them for the run; returns what was
+    done (None when stopped: the embeddings made so far stay in the cache, a student stopped
+    early is not kept)."""
     from napari_ssseg.foundation.precompute import EmbeddingStopped, embed_volume
 
     start = time.monotonic()
@@ -235,7 +238,32 @@ def _embed(job: TrainingJob, config: Any, events: Any, stop: Any) -> str | None:
             return None
         made, total = made + new, total + count
     seconds = time.monotonic() - start
-    return f"{total} slices ready for the foundation model ({made} embedded in {seconds:.0f} s)"
+    done = f"{total} slices ready for the foundation model ({made} embedded in {seconds:.0f} s)"
+    if config.pretrain_steps <= 0:
+        return done
+    steps = _pretrain_student(job, config, events, should_stop)
+    if steps is None:
+        return None
+    return f"{done}; network pretrained ({steps} steps)"
+
+
+def _pretrain_student(
+    job: TrainingJob, config: Any, events: Any, should_stop: Callable[[], bool]
+) -> int | None:
+    """Pretrain and store the student of the job's volumes (the labels are not read);
+    returns its steps, or None when stopped before the end."""
+    from napari_ssseg.training.student_store import prepare_student
+
+    start = time.monotonic()
+    steps = config.pretrain_steps
+
+    def on_step(done: int, loss: float) -> None:
+        elapsed = time.monotonic() - start
+        events.put(ProgressEvent("pretrain", done / steps, elapsed, done, {"pretrain": loss}))
+
+    project = Project([v.annotation() for v in job.volumes], list(job.class_names))
+    student = prepare_student(project, config, lambda: not should_stop(), on_step)
+    return student.steps if student.steps >= steps else None
 
 
 def _predict(

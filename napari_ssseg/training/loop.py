@@ -60,6 +60,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -84,6 +85,9 @@ from napari_ssseg.training.losses import supervised_loss
 from napari_ssseg.training.replica import Replica
 from napari_ssseg.training.schedules import poly_lr
 from napari_ssseg.training.teachers import Teacher, build_teachers
+
+if TYPE_CHECKING:
+    from napari_ssseg.training.pretraining import PretrainedStudent
 
 TEACHER_GATE_EVERY = 25
 """Steps between checks of ``teacher_gate_dice`` once a teacher's start has come."""
@@ -180,8 +184,13 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     report_every: int = 10,
     replica: Replica | None = None,
+    pretrained: PretrainedStudent | None = None,
 ) -> TrainResult:
     """Train a U-Net on ``project``; ``init_state`` warm-starts it.
+
+    ``pretrained`` (ignored when warm-starting): a student distilled before the run
+    (:func:`~napari_ssseg.training.pretraining.pretrain_student`); the run starts from it as a
+    fresh run (teachers from ``ssl_start``) and does not pretrain again.
 
     ``should_stop`` is polled every step; when it returns True the run ends and the model
     trained so far is returned (or :class:`TrainingCancelled` if no step was done).
@@ -207,6 +216,8 @@ def train(
     )
     if init_state is not None:
         model.load_state_dict(init_state)
+    elif pretrained is not None:
+        _load_pretrained(model, pretrained, project.num_classes)
     model.to(device).train()
     # The budget covers the teachers' and the feature bank's set-up (foundation-model
     # embeddings: seconds per slice on a CPU), not only the steps.
@@ -216,14 +227,19 @@ def train(
     )
     # Built before the copies' streams part, so every copy starts with the same projector;
     # None (nothing built, nothing drawn) when both feature weights are 0.
-    alignment = FeatureAlignment.build(config, model, pool, teachers, device, own_seed)
+    will_pretrain = init_state is None and pretrained is None and config.pretrain_steps > 0
+    alignment = (
+        FeatureAlignment.build(config, model, pool, teachers, device, own_seed)
+        if config.uses_feature_terms or will_pretrain
+        else None
+    )
     # Teachers keep the bare module; the training forward pass goes through the wrapper.
     network = replica.wrap(model)
     if own_seed != config.seed:
         torch.manual_seed(own_seed)  # this copy's own dropout masks and noise
-    pretrained = 0
-    if alignment is not None and init_state is None and config.pretrain_steps > 0:
-        pretrained = _pretrain(
+    pretrained_steps = pretrained.steps if init_state is None and pretrained is not None else 0
+    if alignment is not None and will_pretrain:
+        pretrained_steps = _pretrain(
             alignment, model, config, replica, start, should_stop, on_progress, report_every
         )
     parameters = list(model.parameters())
@@ -364,8 +380,26 @@ def train(
         stopped_early,
         history,
         teachers_from,
-        pretrained,
+        pretrained_steps,
     )
+
+
+def _load_pretrained(
+    model: torch.nn.Module, pretrained: PretrainedStudent, num_classes: int
+) -> None:
+    """Load ``pretrained`` into ``model`` (a U-Net for ``num_classes`` foreground classes),
+    or raise :class:`SsSegError` saying why it does not fit."""
+    if pretrained.num_classes != num_classes + 1:
+        raise SsSegError(
+            f"the pretrained student has {pretrained.num_classes - 1} classes; this project "
+            f"has {num_classes}"
+        )
+    try:
+        model.load_state_dict(pretrained.state_dict)
+    except RuntimeError as error:
+        raise SsSegError(
+            f"the pretrained student's network does not match this run's settings: {error}"
+        ) from error
 
 
 def _pretrain(

@@ -11,6 +11,7 @@ stays cached) and the dock asks again once the run has ended.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,14 @@ class EmbeddingPreparer(QObject):
         )
         # Slices at source resolution and/or the network's squares (foundation/precompute).
         kinds = {"slices"} if needs_source_slices(settings) else set()
-        kinds |= {"squares"} if settings.uses_feature_bank else set()
+        kinds |= {"squares"} if settings.uses_feature_terms else set()
+        # The student pretrained on the label-free bank's squares: it depends on more
+        # settings, and on the classes.
+        if settings.pretrain_steps > 0:
+            from napari_ssseg.training.student_store import StudentStore
+
+            shaping = json.dumps(StudentStore.shaping(settings), sort_keys=True, default=str)
+            kinds |= {f"student of {len(session.class_names)} classes, {shaping}"}
         if kinds <= self._done.get(volume, set()):
             return False
         self._job = (volume, kinds)
@@ -89,6 +97,11 @@ class EmbeddingPreparer(QObject):
 
     def _on_progress(self, event: ProgressEvent) -> None:
         done = event.iteration
+        if event.stage == "pretrain":
+            self.changed.emit(
+                f"foundation model: pretraining the network, step {done} ({event.elapsed:.0f} s)"
+            )
+            return
         self.changed.emit(
             f"foundation model: {done} slice{'' if done == 1 else 's'} embedded"
             f" ({event.elapsed:.0f} s)"

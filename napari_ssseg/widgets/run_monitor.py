@@ -13,7 +13,7 @@ TRAIN_SHARE = 90
 
 def percent(event: ProgressEvent) -> int:
     """Overall progress of a run in percent from one progress event."""
-    if event.stage == "embed":  # an embedding job has this one stage
+    if event.stage in ("embed", "pretrain"):  # an embedding job's stages, each a full bar
         return int(100 * min(event.fraction, 1.0))
     if event.stage == "train":
         return int(TRAIN_SHARE * min(event.fraction, 1.0))

@@ -1,0 +1,153 @@
+"""Pretrained students on disk, so that one made while the user labels reaches the run.
+
+The dock's preparation job (:mod:`napari_ssseg.runner.worker`, task ``embed``) embeds the
+volume's slices and, for settings with ``pretrain_steps``, distils a student
+(:func:`~napari_ssseg.training.pretraining.pretrain_student`) and stores it here; a fresh run
+of the same volumes and settings (:func:`napari_ssseg.pipeline.train_model`) finds it and
+starts from it instead of pretraining inside its own time.
+
+A student is keyed by what it depends on: the voxels and slice axis of every volume, the
+class count, and the settings that shape the network or its distillation (not the labels:
+pretraining does not read them). It lives in a ``students`` folder beside the embeddings
+(``embedding_cache``), as a safetensors file written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from napari_ssseg.annotation import Project
+from napari_ssseg.data.slice_store import StreamedProject
+from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.training.pretraining import PretrainedStudent, pretrain_student
+
+FORMAT = "ssseg-student-1"
+FOLDER = "students"
+SUFFIX = ".safetensors"
+SHAPING_SETTINGS = (
+    "seed",
+    "channels",
+    "dropout",
+    "dropout_shape",
+    "context",
+    "image_size",
+    "intensity",
+    "pretrain_steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "distill_slices",
+    "distill_components",
+    "foundation_model",
+    "foundation_checkpoint",
+)
+"""The settings a pretrained student depends on."""
+
+
+class StudentStore:
+    """A folder of pretrained students (``<embedding cache>/students`` for a config)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> StudentStore:
+        """The store beside ``config``'s embedding cache."""
+        from napari_ssseg.training.teachers.foundation import embedding_cache
+
+        return cls(embedding_cache(config).root / FOLDER)
+
+    @staticmethod
+    def key(project: Project, config: TrainConfig) -> str:
+        """What a student of ``project`` (its images, axes, class count) and ``config`` is
+        stored under."""
+        from napari_ssseg.model_store import volume_key
+
+        recipe = {
+            "format": FORMAT,
+            "volumes": [[volume_key(v.image), v.axis] for v in project.volumes],
+            "classes": project.num_classes,
+            "settings": StudentStore.shaping(config),
+        }
+        text = json.dumps(recipe, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    @staticmethod
+    def shaping(config: TrainConfig) -> dict[str, Any]:
+        """The settings of ``config`` a student depends on (:data:`SHAPING_SETTINGS`)."""
+        settings = config.to_dict()
+        return {name: settings[name] for name in SHAPING_SETTINGS}
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}{SUFFIX}"
+
+    def save(self, key: str, student: PretrainedStudent) -> Path:
+        """Store ``student`` under ``key`` atomically (a reader sees the whole file or none)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.root)
+        os.close(handle)
+        metadata = {
+            "format": FORMAT,
+            "steps": str(student.steps),
+            "num_classes": str(student.num_classes),
+        }
+        try:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in student.state_dict.items()}
+            save_file(tensors, tmp_name, metadata=metadata)
+            os.replace(tmp_name, self._path(key))
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+        return self._path(key)
+
+    def load(self, key: str) -> PretrainedStudent | None:
+        """The student stored under ``key``, or None (missing, unreadable or of another
+        format: the run then pretrains itself)."""
+        path = self._path(key)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                return None
+            state = load_file(path)
+            return PretrainedStudent(state, int(metadata["steps"]), int(metadata["num_classes"]))
+        except (FileNotFoundError, SafetensorError, KeyError, ValueError, OSError):
+            return None
+
+
+def stored_student(project: Project, config: TrainConfig) -> PretrainedStudent | None:
+    """The student pretrained ahead for a fresh run of ``config`` on ``project``, if one was
+    stored whole (all ``pretrain_steps``); None otherwise, and always for a project streamed
+    from disk (its volumes are not hashed again: such a run pretrains itself)."""
+    if config.pretrain_steps <= 0 or isinstance(project, StreamedProject):
+        return None
+    student = StudentStore.of(config).load(StudentStore.key(project, config))
+    if student is None or student.steps < config.pretrain_steps:
+        return None
+    return student
+
+
+def prepare_student(
+    project: Project,
+    config: TrainConfig,
+    keep_going: Callable[[], bool] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> PretrainedStudent:
+    """Pretrain a student for ``project`` (:func:`pretrain_student`, same arguments) and,
+    when it made all its steps, store it for the run (:func:`stored_student`); a stored one
+    is returned at once."""
+    found = stored_student(project, config)
+    if found is not None:
+        return found
+    student = pretrain_student(project, config, keep_going, on_step)
+    if student.steps >= config.pretrain_steps:
+        StudentStore.of(config).save(StudentStore.key(project, config), student)
+    return student

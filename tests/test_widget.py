@@ -296,6 +296,11 @@ def test_foundation_model_and_checkpoint_reach_the_training_settings(ct_widget, 
     widget.refine_combo.setCurrentText("auto")
     assert widget.training_config()["refine"] == "auto"
     TrainConfig.from_dict(widget.training_config())  # a valid training setting
+    # Pretraining while labelling: off by default, the benchmark's 200 steps when on.
+    assert widget.training_config()["pretrain_steps"] == 0
+    widget.pretrain_check.setChecked(True)
+    assert widget.training_config()["pretrain_steps"] == 200
+    assert TrainConfig.from_dict(widget.training_config()).uses_feature_bank
 
 
 @pytest.mark.gui
@@ -440,6 +445,31 @@ def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
     assert "refine auto (litemedsam" in widget.status_label.text(), widget.status_label.text()
     # Training and the refined prediction embedded nothing the background job had not.
     assert set((tmp_path / "embeddings").rglob("*.safetensors")) == embedded
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_pretraining_while_labelling_reaches_the_run(ct_widget, qtbot, tmp_path):
+    """Ticking Pretrain makes the background job embed the bank's slices and pretrain the
+    network on them; Train then starts from that network instead of pretraining itself."""
+    viewer, widget = ct_widget
+    reveal_liver(viewer, widget)
+    widget.config_overrides = TINY | {
+        "pretrain_steps": 6,  # the tick's 200 steps, made small
+        "embedding_cache": str(tmp_path / "embeddings"),
+    }
+    widget.budget_spin.setValue(600)  # the steps, not the clock, end the run
+    widget.pretrain_check.setChecked(True)
+    qtbot.waitUntil(lambda: "network pretrained" in widget.embedding_label.text(), timeout=240_000)
+    assert widget.embedding_label.text().endswith("; network pretrained (6 steps)")
+    assert len(list((tmp_path / "embeddings" / "students").glob("*.safetensors"))) == 1
+    assert not widget.prepare_embeddings()  # made for this volume and settings: not again
+    seen: list = []
+    widget.monitor.progressed.connect(seen.append)
+    click_train_and_wait(widget, qtbot, timeout_s=300)
+    assert widget.runner.status.value == "done", widget.status_label.text()
+    assert not any("pretrain" in event.losses for event in seen)  # no pretraining in the run
+    assert widget.runner.result().summary["pretrained"] == 6
 
 
 @pytest.mark.gui

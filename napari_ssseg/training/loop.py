@@ -226,7 +226,8 @@ def train(
         config.teachers, project, pool, model, teacher_settings(config, init_state), device
     )
     # Built before the copies' streams part, so every copy starts with the same projector;
-    # None (nothing built, nothing drawn) when both feature weights are 0.
+    # None (nothing built, nothing drawn) when both feature weights are 0 and the run does
+    # not pretrain (none asked, a warm start, or a student pretrained before the run).
     will_pretrain = init_state is None and pretrained is None and config.pretrain_steps > 0
     alignment = (
         FeatureAlignment.build(config, model, pool, teachers, device, own_seed)

@@ -1,11 +1,13 @@
 """The training settings a user picks in the dock: method preset, time budget, device,
-foundation model and how predictions are refined by it."""
+foundation model, how predictions are refined by it, and whether the network is pretrained
+on the foundation model's features while the user labels."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -18,6 +20,8 @@ from napari_ssseg.foundation.registry import model_cards
 from napari_ssseg.training.config import METHODS, REFINE_MODES, TrainConfig
 
 DEFAULT_BUDGET_S = 60.0
+PRETRAIN_STEPS = 200
+"""Distillation steps of "Pretrain while labelling" (the benchmark's ``+prepare``)."""
 REFINE_DEFAULT = "by method"
 """The refine choice that leaves it to the method (auto with the foundation model, else off)."""
 
@@ -52,6 +56,12 @@ class TrainingSettings(QWidget):
             "classes where they match your labels better; by method: auto for methods that "
             "train with it, else off"
         )
+        self.pretrain_check = QCheckBox("while labelling")
+        self.pretrain_check.setToolTip(
+            "pretrain the network on the foundation model's features of this volume in the "
+            "background while you label (no labels needed); the next training starts from it"
+        )
+        self.pretrain_check.setChecked(defaults.pretrain_steps > 0)
         # Runner settings, not TrainConfig fields: where the job runs.
         self.cluster_edit = QLineEdit()
         self.cluster_edit.setPlaceholderText("Ray cluster address (empty: this machine)")
@@ -66,6 +76,7 @@ class TrainingSettings(QWidget):
         form.addRow("Foundation model", self.foundation_combo)
         form.addRow("Checkpoint", self.checkpoint_edit)
         form.addRow("Refine", self.refine_combo)
+        form.addRow("Pretrain", self.pretrain_check)
         form.addRow("Cluster", self.cluster_edit)
         form.addRow("Workers", self.workers_spin)
 
@@ -79,6 +90,7 @@ class TrainingSettings(QWidget):
             "foundation_model": self.foundation_combo.currentText(),
             "foundation_checkpoint": self.checkpoint_edit.text().strip() or None,
             "refine": None if refine == REFINE_DEFAULT else refine,
+            "pretrain_steps": PRETRAIN_STEPS if self.pretrain_check.isChecked() else 0,
         }
 
     def cluster(self) -> tuple[str | None, int]:

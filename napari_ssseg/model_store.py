@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.errors import InputError
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.networks.unet import unet_for
 from napari_ssseg.training.config import TrainConfig
 
 FORMAT_VERSION = 1
@@ -72,14 +72,7 @@ class TrainedModel:
 
     def network(self) -> torch.nn.Module:
         """A U-Net with these weights, in eval mode on the CPU."""
-        config = self.config
-        net = build_unet(
-            config.in_channels,
-            self.num_classes,
-            config.channels,
-            config.dropout,
-            config.dropout_shape,
-        )
+        net = unet_for(self.config, self.num_classes)
         net.load_state_dict(self.state_dict)
         return net.eval()
 

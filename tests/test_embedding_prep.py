@@ -44,7 +44,8 @@ class ScriptedRunner:
         return None
 
 
-def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtbot, tmp_path):
+def scripted_preparer():
+    """(runner, preparer on it, a session of one 8 x 8 x 4 volume, the texts it reports)."""
     from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
     from napari_ssseg.widgets.session import AnnotationSession
 
@@ -54,6 +55,11 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
     preparer.changed.connect(texts.append)
     image = Volume(np.zeros((8, 8, 4), np.float32), np.eye(4), name="scan")
     session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), ["organ"], axis=2)
+    return runner, preparer, session, texts
+
+
+def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtbot, tmp_path):
+    runner, preparer, session, texts = scripted_preparer()
     model_dir = tmp_path / "model"
 
     # The default method and plain predictions never touch the foundation model.
@@ -96,15 +102,7 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
 
 
 def test_a_pretraining_setting_prepares_its_student_once_per_settings(qtbot, tmp_path):
-    from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
-    from napari_ssseg.widgets.session import AnnotationSession
-
-    runner = ScriptedRunner()
-    preparer = EmbeddingPreparer(runner=runner)
-    texts: list[str] = []
-    preparer.changed.connect(texts.append)
-    image = Volume(np.zeros((8, 8, 4), np.float32), np.eye(4), name="scan")
-    session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), ["organ"], axis=2)
+    runner, preparer, session, texts = scripted_preparer()
     model_dir = tmp_path / "model"
 
     def finish(*events) -> None:

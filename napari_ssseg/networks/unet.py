@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from monai.networks.nets import UNet
+
+if TYPE_CHECKING:
+    from napari_ssseg.training.config import TrainConfig
+
+
+def unet_for(config: TrainConfig, num_classes: int) -> UNet:
+    """The U-Net of ``config`` (input channels, channels, dropout) for ``num_classes``
+    foreground classes: the network every run, pretraining and saved model builds."""
+    return build_unet(
+        config.in_channels, num_classes, config.channels, config.dropout, config.dropout_shape
+    )
 
 
 def build_unet(

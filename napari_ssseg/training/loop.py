@@ -77,7 +77,7 @@ from napari_ssseg.data.augment import (
 )
 from napari_ssseg.data.slices import SlicePool, SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
-from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.networks.unet import unet_for
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.cutmix import ImbalanceCutMix
 from napari_ssseg.training.feature_alignment import FeatureAlignment
@@ -207,13 +207,7 @@ def train(
     device = resolve_device(config.device)
 
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
-    model = build_unet(
-        config.in_channels,
-        project.num_classes,
-        config.channels,
-        config.dropout,
-        config.dropout_shape,
-    )
+    model = unet_for(config, project.num_classes)
     if init_state is not None:
         model.load_state_dict(init_state)
     elif pretrained is not None:

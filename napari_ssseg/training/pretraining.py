@@ -20,7 +20,7 @@ from monai.utils import set_determinism
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.data.slices import SlicePool
 from napari_ssseg.errors import SsSegError
-from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.networks.unet import unet_for
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.loop import resolve_device
 
@@ -65,13 +65,7 @@ def pretrain_student(
     set_determinism(seed=config.seed)  # the initial network of a run with this seed
     device = resolve_device(config.device)
     pool = SlicePool(label_free(project), config.image_size, config.intensity, config.context)
-    model = build_unet(
-        config.in_channels,
-        project.num_classes,
-        config.channels,
-        config.dropout,
-        config.dropout_shape,
-    )
+    model = unet_for(config, project.num_classes)
     model.to(device).train()
     alignment = FeatureAlignment.build(config, model, pool, [], device, config.seed)
     if alignment is None:  # uses_feature_bank holds with pretrain_steps > 0

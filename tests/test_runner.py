@@ -111,6 +111,17 @@ def test_no_annotated_slice_is_an_error_before_any_process(runner, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def progress_until_finished(runner, timeout_s: float) -> tuple[list[ProgressEvent], float]:
+    """Poll ``runner`` until its run finishes or ``timeout_s`` passes: (its progress events,
+    the deadline)."""
+    progress: list[ProgressEvent] = []
+    deadline = time.monotonic() + timeout_s
+    while not runner.status.finished and time.monotonic() < deadline:
+        progress += [e for e in runner.poll() if isinstance(e, ProgressEvent)]
+        time.sleep(0.05)
+    return progress, deadline
+
+
 @pytest.mark.slow
 def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runner, tmp_path):
     cache = tmp_path / "embeddings"
@@ -120,11 +131,7 @@ def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runne
     )
     job.task = "embed"
     runner.start(job)
-    progress = []
-    deadline = time.monotonic() + 180
-    while not runner.status.finished and time.monotonic() < deadline:
-        progress += [e for e in runner.poll() if isinstance(e, ProgressEvent)]
-        time.sleep(0.05)
+    progress, deadline = progress_until_finished(runner, timeout_s=180)
     assert runner.status is RunStatus.DONE, runner.message
     depth = synthetic_case()[0].shape[2]
     assert runner.message.startswith(f"{depth} slices ready for the foundation model ({depth} ")
@@ -160,11 +167,7 @@ def test_preparation_job_pretrains_a_student_that_the_training_run_starts_from(r
     prepare = synthetic_job(tmp_path / "model", annotated=(), **settings)
     prepare.task = "embed"
     runner.start(prepare)
-    progress = []
-    deadline = time.monotonic() + 240
-    while not runner.status.finished and time.monotonic() < deadline:
-        progress += [e for e in runner.poll() if isinstance(e, ProgressEvent)]
-        time.sleep(0.05)
+    progress, _ = progress_until_finished(runner, timeout_s=240)
     assert runner.status is RunStatus.DONE, runner.message
     assert runner.message.endswith("; network pretrained (6 steps)")
     stages = [e.stage for e in progress]

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from napari_ssseg.errors import InputError
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.transforms import SliceTransform
+from napari_ssseg.io.tensor_file import save_tensors_atomically
 
 FORMAT = "ssseg-embedding-v1"
 SUFFIX = ".safetensors"
@@ -76,14 +76,8 @@ class EmbeddingCache:
 
     def put(self, key: str, embedding: torch.Tensor) -> None:
         """Store one embedding (256, 64, 64) atomically, then enforce ``max_bytes``."""
-        handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.root)
-        os.close(handle)
-        try:
-            tensor = embedding.detach().to("cpu", torch.float32).contiguous()
-            save_file({"embedding": tensor}, tmp_name, metadata={"format": FORMAT})
-            os.replace(tmp_name, self._path(key))
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
+        tensor = embedding.detach().to("cpu", torch.float32)
+        save_tensors_atomically({"embedding": tensor}, self._path(key), {"format": FORMAT})
         self._evict(keep=self._path(key))
 
     def size_bytes(self) -> int:

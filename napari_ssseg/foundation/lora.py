@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.errors import CheckpointError
+from napari_ssseg.io.tensor_file import save_tensors_atomically
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +94,8 @@ def save_lora(backend: FoundationBackend, path: str | Path) -> Path:
     settings = getattr(backend, "lora_settings", None)
     if settings is None:
         raise CheckpointError(f"{backend.model_id} has no LoRA adapters to save")
-    tensors = {
-        name: p.detach().to("cpu").contiguous()
-        for name, p in backend.named_parameters()
-        if p.requires_grad
-    }
-    path = Path(path)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp_name, metadata={"lora": json.dumps(settings)})
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return path
+    tensors = {name: p for name, p in backend.named_parameters() if p.requires_grad}
+    return save_tensors_atomically(tensors, path, {"lora": json.dumps(settings)})
 
 
 def load_lora(backend: FoundationBackend, path: str | Path) -> None:

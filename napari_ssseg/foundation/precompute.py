@@ -93,9 +93,7 @@ def embed_volume(
     slices = list(volume_slices(volume, config)) if needs_source_slices(config) else []
     if config.uses_feature_bank:
         # Only the images matter for the squares: a label-free copy needs no class names.
-        blank = AnnotatedVolume.from_labels(
-            volume.image, np.zeros(volume.image.shape, np.int16), volume.axis, []
-        )
+        blank = AnnotatedVolume.unlabelled(volume.image, volume.axis)
         pool = SlicePool(
             Project([blank], ["foreground"]), config.image_size, config.intensity, config.context
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from monai.utils import set_determinism
 
@@ -82,8 +81,5 @@ def pretrain_student(
 
 def label_free(project: Project) -> Project:
     """``project``'s volumes with no slice annotated (same images, axes and classes)."""
-    volumes = [
-        AnnotatedVolume.from_labels(v.image, np.zeros(v.image.shape, np.int16), v.axis, [])
-        for v in project.volumes
-    ]
+    volumes = [AnnotatedVolume.unlabelled(v.image, v.axis) for v in project.volumes]
     return Project(volumes, list(project.class_names))

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from napari_ssseg.annotation import Project
 from napari_ssseg.data.slice_store import StreamedProject
+from napari_ssseg.io.tensor_file import save_tensors_atomically
 from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.pretraining import PretrainedStudent, pretrain_student
 
@@ -93,20 +92,12 @@ class StudentStore:
     def save(self, key: str, student: PretrainedStudent) -> Path:
         """Store ``student`` under ``key`` atomically (a reader sees the whole file or none)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.root)
-        os.close(handle)
         metadata = {
             "format": FORMAT,
             "steps": str(student.steps),
             "num_classes": str(student.num_classes),
         }
-        try:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in student.state_dict.items()}
-            save_file(tensors, tmp_name, metadata=metadata)
-            os.replace(tmp_name, self._path(key))
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
-        return self._path(key)
+        return save_tensors_atomically(student.state_dict, self._path(key), metadata)
 
     def load(self, key: str) -> PretrainedStudent | None:
         """The student stored under ``key``, or None (missing, unreadable or of another

@@ -1,4 +1,4 @@
-"""Command line: ``napari-ssseg train | predict | demo | bench``.
+"""Command line: ``napari-ssseg train | prepare | predict | demo | bench``.
 
 Heavy modules (torch, MONAI) are imported inside the commands so ``--help`` stays fast.
 User mistakes end with one ``napari-ssseg: error: ...`` line on stderr and exit code 2.
@@ -199,6 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(train)
     add_cluster_options(train, "train data-parallel")
 
+    prepare = commands.add_parser(
+        "prepare",
+        help="embed and pretrain ahead, so that a later train spends its budget on steps",
+        usage="napari-ssseg prepare IMAGE [--labels LABELS] [--axis A] [IMAGE ...] "
+        "[--data MSD_DIR] [--method M] [--config FILE] [options]",
+        description="Makes, from the images alone, what a later 'napari-ssseg train' of the "
+        "same volumes and settings would make inside its time budget: the foundation "
+        "model's embeddings of every slice it could use and, for settings with "
+        "pretrain_steps, the network pretrained by distillation (one volume only: a run of "
+        "several pretrains itself). Give it the volumes, --method, --config and --seed of "
+        "that train command; labels (or --classes) only set the class count.",
+    )
+    prepare.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
+    prepare.add_argument("--split", help="split of --data's dataset.json to use")
+    prepare.add_argument("--classes", help="comma-separated class names for labels 1..C")
+    prepare.add_argument(
+        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
+    )
+    prepare.add_argument("--config", type=Path, help="JSON file of training settings")
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    prepare.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
     predict = commands.add_parser("predict", help="segment a volume with a trained model")
     predict.add_argument("image", type=Path, nargs="?", help="the volume (or use --data)")
     predict.add_argument("--data", type=Path, help="predict every image of this folder")
@@ -273,9 +296,9 @@ def _training_config(args: argparse.Namespace, method: str | None):
         values.setdefault("method", method)
     values["seed"] = args.seed
     values["device"] = args.device
-    if args.max_time is not None:
+    if getattr(args, "max_time", None) is not None:
         values["max_time"] = args.max_time
-    if args.max_iters is not None:
+    if getattr(args, "max_iters", None) is not None:
         values["max_iters"] = args.max_iters
     return TrainConfig.from_dict(values)
 
@@ -299,16 +322,9 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Several volumes (``--data`` or more than one IMAGE) are read one at a time into a
     temporary slice store that training streams from; it is deleted when the command ends."""
     from napari_ssseg.data.slice_store import SliceStore
-    from napari_ssseg.project_io import load_project, load_project_streamed, msd_specs
+    from napari_ssseg.project_io import load_project, load_project_streamed
 
-    specs = parse_volume_groups(extra)
-    class_names = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    if args.data is not None:
-        data_specs, data_names = msd_specs(args.data, args.split)
-        specs.extend(data_specs)
-        class_names = class_names or data_names
-    if not specs:
-        raise CliError("train needs at least one IMAGE or --data MSD_DIR")
+    specs, class_names = _volume_specs(args, extra, "train")
     check_output_folder(args.out, model=True)
     if not args.out.parent.is_dir():
         raise CliError(f"{args.out.parent}: the folder for --out does not exist")
@@ -354,6 +370,87 @@ def _train_project(args: argparse.Namespace, project: Project, config: TrainConf
         f"{model.summary['seconds']:.0f} s)"
     )
     return 0
+
+
+def _volume_specs(args: argparse.Namespace, extra: Sequence[str], command: str):
+    """The volumes of a train or prepare command line (IMAGE groups, then --data's) and the
+    class names given for them (--classes, else --data's, else None)."""
+    from napari_ssseg.project_io import msd_specs
+
+    specs = parse_volume_groups(extra)
+    class_names = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    if args.data is not None:
+        data_specs, data_names = msd_specs(args.data, args.split)
+        specs.extend(data_specs)
+        class_names = class_names or data_names
+    if not specs:
+        raise CliError(f"{command} needs at least one IMAGE or --data MSD_DIR")
+    return specs, class_names
+
+
+def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Embeddings for every volume, one read at a time; the student only for one volume,
+    which is the run that looks for it (a run of several streams its volumes and pretrains
+    itself)."""
+    from napari_ssseg.annotation import infer_class_names
+    from napari_ssseg.foundation.precompute import needs_embeddings
+    from napari_ssseg.preparation import prepare_volumes
+    from napari_ssseg.project_io import load_annotated_volume
+    from napari_ssseg.training.teachers.foundation import embedding_cache
+
+    specs, class_names = _volume_specs(args, extra, "prepare")
+    config = _training_config(args, args.method)
+    pretrain = config.pretrain_steps > 0 and len(specs) == 1
+    if not needs_embeddings(config) and not pretrain:
+        raise CliError(
+            f"nothing to prepare: method {config.method} with these settings uses no foundation "
+            "model and does not pretrain (pretrain_steps in --config); 'napari-ssseg train' "
+            "needs no preparation"
+        )
+    if config.pretrain_steps > 0 and not pretrain:
+        print(
+            "napari-ssseg: warning: a run of several volumes pretrains inside its own time; "
+            "only the embeddings are prepared",
+            file=sys.stderr,
+        )
+    if pretrain:  # the student's output layer needs the class count the run will have
+        volume = load_annotated_volume(specs[0])  # no label needed: no validation
+        loaders = [lambda: volume]
+        class_names = class_names or infer_class_names([volume])
+        if args.classes is None and all(spec.labels is None for spec in specs):
+            print(
+                f"napari-ssseg: warning: no --labels nor --classes: prepared for "
+                f"{len(class_names)} class; a run with more classes pretrains itself",
+                file=sys.stderr,
+            )
+    else:
+        loaders = [lambda spec=spec: load_annotated_volume(spec) for spec in specs]
+    prepared = prepare_volumes(
+        loaders, class_names or ["foreground"], config, pretrain, preparation_printer()
+    )
+    assert prepared is not None  # nothing asks it to stop; Ctrl-C raises instead
+    print(f"{prepared.summary()}; kept in {embedding_cache(config).root}")
+    return 0
+
+
+def preparation_printer():
+    """A callback printing preparation progress to stderr: every 10th slice embedded and
+    every 50th pretraining step (and each stage's end)."""
+
+    def show(step) -> None:
+        every = 10 if step.stage == "embed" else 50
+        if step.done % every and step.fraction < 1:
+            return
+        what = "slice" if step.stage == "embed" else "step"
+        loss = "" if step.loss is None else f"  loss {step.loss:.3f}"
+        print(
+            f"prepare: {step.stage} {what} {step.done} ({100 * step.fraction:.0f}%) "
+            f"{step.elapsed:.0f} s{loss}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -447,7 +544,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "prepare"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from napari_ssseg.errors import SsSegError
 
@@ -460,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(threads)
         if args.command == "train":
             return run_train(args, extra)
+        if args.command == "prepare":
+            return run_prepare(args, extra)
         if args.command == "predict":
             return run_predict(args)
         if args.command == "demo":

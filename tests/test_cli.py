@@ -190,7 +190,7 @@ def test_help_is_fast_and_lists_commands():
         text=True,
         check=True,
     )
-    for command in ("train", "predict", "demo", "bench"):
+    for command in ("train", "prepare", "predict", "demo", "bench"):
         assert command in result.stdout
     # Lazy imports: --help must not pull in torch or MONAI.
     assert "torch" not in result.stderr and "monai" not in result.stderr

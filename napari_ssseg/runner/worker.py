@@ -13,13 +13,12 @@ import queue
 import shutil
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_ssseg.annotation import AnnotatedVolume, Project, slice_index
+from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.errors import InputError, SsSegError, TrainingCancelled
 from napari_ssseg.runner.events import ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.runner.job import TrainingJob, VolumeInput
@@ -215,55 +214,24 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
 
 def _embed(job: TrainingJob, config: Any, events: Any, stop: Any) -> str | None:
     """Fill the embedding cache with every slice of the job's volumes and, for settings with
-    ``pretrain_steps``, store the student pretrained on them for the run; returns what was
-    done (None when stopped: the embeddings made so far stay in the cache, a student stopped
-    early is not kept)."""
-    from napari_ssseg.foundation.precompute import EmbeddingStopped, embed_volume
+    ``pretrain_steps``, store the student pretrained on them for the run
+    (:func:`~napari_ssseg.preparation.prepare_volumes`); returns what was done (None when
+    stopped: the embeddings made so far stay in the cache, a student stopped early is not
+    kept)."""
+    from napari_ssseg.preparation import PreparationProgress, prepare_volumes
 
-    start = time.monotonic()
-    made = total = 0
+    def on_progress(step: PreparationProgress) -> None:
+        losses = {} if step.loss is None else {"pretrain": step.loss}
+        events.put(ProgressEvent(step.stage, step.fraction, step.elapsed, step.done, losses))
 
     def should_stop() -> bool:
         return stop.is_set() or _parent_gone()
 
-    for i, volume in enumerate(job.volumes):
-
-        def on_progress(done: int, count: int, i: int = i) -> None:
-            fraction = (i + done / count) / len(job.volumes)
-            events.put(ProgressEvent("embed", fraction, time.monotonic() - start, done))
-
-        try:  # one volume read at a time
-            new, count = embed_volume(volume.annotation(), config, on_progress, should_stop)
-        except EmbeddingStopped:
-            return None
-        made, total = made + new, total + count
-    seconds = time.monotonic() - start
-    done = f"{total} slices ready for the foundation model ({made} embedded in {seconds:.0f} s)"
-    if config.pretrain_steps <= 0:
-        return done
-    steps = _pretrain_student(job, config, events, should_stop)
-    if steps is None:
-        return None
-    return f"{done}; network pretrained ({steps} steps)"
-
-
-def _pretrain_student(
-    job: TrainingJob, config: Any, events: Any, should_stop: Callable[[], bool]
-) -> int | None:
-    """Pretrain and store the student of the job's volumes (the labels are not read);
-    returns its steps, or None when stopped before the end."""
-    from napari_ssseg.training.student_store import prepare_student
-
-    start = time.monotonic()
-    steps = config.pretrain_steps
-
-    def on_step(done: int, loss: float) -> None:
-        elapsed = time.monotonic() - start
-        events.put(ProgressEvent("pretrain", done / steps, elapsed, done, {"pretrain": loss}))
-
-    project = Project([v.annotation() for v in job.volumes], list(job.class_names))
-    student = prepare_student(project, config, lambda: not should_stop(), on_step)
-    return student.steps if student.steps >= steps else None
+    loaders = [volume.annotation for volume in job.volumes]
+    prepared = prepare_volumes(
+        loaders, job.class_names, config, on_progress=on_progress, should_stop=should_stop
+    )
+    return None if prepared is None else prepared.summary()
 
 
 def _predict(

@@ -1,0 +1,138 @@
+"""Work made before a run (preparation.py) and ``napari-ssseg prepare``, which runs it headless."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ssseg.cli import main
+from napari_ssseg.preparation import prepare_volumes
+from napari_ssseg.training.pretraining import label_free
+from napari_ssseg.training.student_store import stored_student
+from napari_ssseg.training.teachers import foundation
+from tests.conftest import TINY_CLI_CONFIG, synthetic_case, write_nifti
+from tests.test_feature_losses import (
+    ImageEchoBackend,
+    spy_on_alignment,
+    synthetic_project,
+    tiny_config,
+)
+
+
+@pytest.fixture
+def echo(monkeypatch) -> ImageEchoBackend:
+    torch.set_num_threads(1)
+    backend = ImageEchoBackend()
+    monkeypatch.setattr(foundation, "load_backend", lambda config: backend)
+    return backend
+
+
+def test_preparation_embeds_then_stores_the_student_a_run_finds(tmp_path, echo):
+    config = tiny_config(tmp_path, method="ssl", pretrain_steps=4)
+    project = synthetic_project()
+    blank = label_free(project)  # nothing labelled yet, as in the dock
+    steps = []
+    prepared = prepare_volumes(
+        [lambda: blank.volumes[0]], project.class_names, config, on_progress=steps.append
+    )
+    assert prepared is not None and prepared.pretrained_steps == 4
+    # Refinement (auto for a foundation-model run) embeds every slice at source resolution,
+    # the pretraining its label-free bank's squares: all made now, none cached before.
+    slices = blank.volumes[0].num_slices
+    assert prepared.slices == slices + config.distill_slices == prepared.embedded
+    assert echo.embedded == prepared.embedded
+    stages = [s.stage for s in steps]
+    assert stages == ["embed"] * prepared.slices + ["pretrain"] * 4
+    assert [s.done for s in steps if s.stage == "pretrain"] == [1, 2, 3, 4]
+    assert all(s.loss is None for s in steps if s.stage == "embed")
+    assert steps[prepared.slices - 1].fraction == 1.0 and steps[-1].fraction == 1.0
+    assert "network pretrained (4 steps)" in prepared.summary()
+    # The labelled project the run gets finds it; a second preparation embeds nothing.
+    assert stored_student(project, config) is not None
+    again = prepare_volumes([lambda: blank.volumes[0]], project.class_names, config)
+    assert again.embedded == 0 and again.pretrained_steps == 4
+    assert echo.embedded == prepared.embedded
+
+
+def test_a_stopped_preparation_keeps_its_embeddings_and_no_student(tmp_path, echo):
+    config = tiny_config(tmp_path, method="ssl", pretrain_steps=5)
+    project = synthetic_project()
+    load = [lambda: project.volumes[0]]
+    polls = iter([False, False, True])
+    assert (
+        prepare_volumes(load, project.class_names, config, should_stop=lambda: next(polls)) is None
+    )
+    assert echo.embedded == 2
+    # Stopped while pretraining: the embeddings are all there, the student is not kept.
+    count = iter(range(10_000))
+    slices = project.volumes[0].num_slices + config.distill_slices
+    stop_in_pretraining = lambda: next(count) >= slices + 2  # noqa: E731
+    assert (
+        prepare_volumes(load, project.class_names, config, should_stop=stop_in_pretraining) is None
+    )
+    assert echo.embedded == slices and stored_student(project, config) is None
+    # Without pretrain: embeddings only.
+    done = prepare_volumes(load, project.class_names, config, pretrain=False)
+    assert done.pretrained_steps == 0 and stored_student(project, config) is None
+
+
+def _write_case(folder, name: str) -> tuple[str, str]:
+    image, labels = synthetic_case()
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    image_path = write_nifti(folder / f"{name}.nii.gz", image, affine)
+    labels_path = write_nifti(folder / f"{name}_lab.nii.gz", labels.astype(np.uint8), affine)
+    return str(image_path), str(labels_path)
+
+
+def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, monkeypatch, capsys):
+    image, labels = _write_case(tmp_path, "case")
+    settings = tmp_path / "settings.json"
+    cache = tmp_path / "embeddings"
+    values = dict(TINY_CLI_CONFIG, pretrain_steps=3, distill_slices=4, embedding_cache=str(cache))
+    settings.write_text(json.dumps(values))
+    common = ["--config", str(settings), "--seed", "2"]
+
+    assert main(["prepare", image, "--classes", "organ,lesion", *common]) == 0
+    out, err = capsys.readouterr()
+    assert "network pretrained (3 steps)" in out and str(cache) in out
+    assert "prepare: pretrain step 3 (100%)" in err
+    made = echo.embedded
+    built = spy_on_alignment(monkeypatch)
+    model_dir = tmp_path / "model"
+    train = ["train", image, "--labels", labels, "--annotated-slices", "4,8,12", *common]
+    assert main([*train, "--max-iters", "2", "--out", str(model_dir)]) == 0
+    summary = json.loads((model_dir / "model.json").read_text())["summary"]
+    assert summary["pretrained"] == 3 and built == []  # started from it, no pretraining
+    assert echo.embedded == made  # nor any embedding for the bank
+
+    # Another seed is another student: that run pretrains itself.
+    other = ["--config", str(settings), "--seed", "3", "--max-iters", "2"]
+    train_other = ["train", image, "--labels", labels, "--annotated-slices", "4,8,12"]
+    assert main([*train_other, *other, "--out", str(tmp_path / "m2")]) == 0
+    assert len(built) == 1
+
+
+def test_the_prepare_command_refuses_or_warns_where_it_cannot_help(tmp_path, echo, capsys):
+    first, _ = _write_case(tmp_path, "one")
+    second, _ = _write_case(tmp_path, "two")
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(dict(TINY_CLI_CONFIG, embedding_cache=str(tmp_path / "e"))))
+    # ssl without pretraining and without refinement gives the encoder nothing.
+    assert main(["prepare", first, "--config", str(settings)]) == 2
+    assert "nothing to prepare" in capsys.readouterr().err
+    assert main(["prepare", "--config", str(settings)]) == 2
+    assert "prepare needs at least one IMAGE" in capsys.readouterr().err
+    # Several volumes: their run streams them and pretrains itself, so embeddings only.
+    settings.write_text(
+        json.dumps(dict(TINY_CLI_CONFIG, pretrain_steps=3, embedding_cache=str(tmp_path / "e")))
+    )
+    assert main(["prepare", first, second, "--config", str(settings)]) == 0
+    out, err = capsys.readouterr()
+    assert "only the embeddings are prepared" in err and "pretrained" not in out
+    assert echo.embedded > 0
+    # One volume without labels or class names: it says which class count it prepared for.
+    assert main(["prepare", first, "--config", str(settings)]) == 0
+    assert "prepared for 1 class" in capsys.readouterr().err

@@ -697,6 +697,24 @@ CLI_CASES = [
         r"^napari-ssseg: error: .*nope\.nii\.gz does not exist$",
     ),
     BadInput(
+        "cli-prepare-missing-image",
+        "cli",
+        "prepare an image that does not exist",
+        lambda f: cli_trigger(
+            "prepare", f / "nope.nii.gz", "--config", config_file(f, pretrain_steps=2)
+        ),
+        CliFailure,
+        r"^napari-ssseg: error: .*nope\.nii\.gz does not exist$",
+    ),
+    BadInput(
+        "cli-prepare-nothing",
+        "cli",
+        "prepare for settings that use no foundation model and do not pretrain",
+        lambda f: cli_trigger("prepare", image_file(f), "--config", config_file(f)),
+        CliFailure,
+        r"nothing to prepare: method ssl with these settings uses no foundation model",
+    ),
+    BadInput(
         "cli-4d-image",
         "cli",
         "train on a 4-D image",

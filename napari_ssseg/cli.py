@@ -171,6 +171,16 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
+def _add_volume_options(parser: argparse.ArgumentParser) -> None:
+    """The volume and preset options ``train`` and ``prepare`` share (IMAGE groups aside)."""
+    parser.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
+    parser.add_argument("--split", help="split of --data's dataset.json to use")
+    parser.add_argument("--classes", help="comma-separated class names for labels 1..C")
+    parser.add_argument(
+        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-ssseg",
@@ -188,12 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "an IMAGE without --labels is unlabelled and still used for learning.",
     )
     train.add_argument("--out", required=True, type=Path, help="model folder to write")
-    train.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
-    train.add_argument("--split", help="split of --data's dataset.json to use")
-    train.add_argument("--classes", help="comma-separated class names for labels 1..C")
-    train.add_argument(
-        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
-    )
+    _add_volume_options(train)
     train.add_argument("--init", type=Path, help="warm-start from this model folder")
     train.add_argument("--config", type=Path, help="JSON file of training settings")
     _add_training_options(train)
@@ -211,12 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "several pretrains itself). Give it the volumes, --method, --config and --seed of "
         "that train command; labels (or --classes) only set the class count.",
     )
-    prepare.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
-    prepare.add_argument("--split", help="split of --data's dataset.json to use")
-    prepare.add_argument("--classes", help="comma-separated class names for labels 1..C")
-    prepare.add_argument(
-        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
-    )
+    _add_volume_options(prepare)
     prepare.add_argument("--config", type=Path, help="JSON file of training settings")
     prepare.add_argument("--seed", type=int, default=0)
     prepare.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

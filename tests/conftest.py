@@ -68,6 +68,22 @@ TINY_CLI_CONFIG = {
 through the CLI."""
 
 
+@pytest.fixture
+def echo(monkeypatch):
+    """The foundation model replaced, for the run's loader, by the stand-in encoder of
+    ``tests/test_feature_losses.py`` (``ImageEchoBackend``: its ``embedded`` counts the
+    slices it embedded); one torch thread."""
+    import torch
+
+    from napari_ssseg.training.teachers import foundation
+    from tests.test_feature_losses import ImageEchoBackend
+
+    torch.set_num_threads(1)
+    backend = ImageEchoBackend()
+    monkeypatch.setattr(foundation, "load_backend", lambda config: backend)
+    return backend
+
+
 def synthetic_job(model_dir: Path, annotated=(4, 8, 12), probes=(), threads=None, **config):
     """A :class:`TrainingJob` on :func:`synthetic_case` with ``TINY_TRAINING`` settings
     (``config`` overrides them), saving its model into ``model_dir``."""

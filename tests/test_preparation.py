@@ -5,29 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from napari_ssseg.cli import main
 from napari_ssseg.preparation import prepare_volumes
 from napari_ssseg.training.pretraining import label_free
 from napari_ssseg.training.student_store import stored_student
-from napari_ssseg.training.teachers import foundation
 from tests.conftest import TINY_CLI_CONFIG, synthetic_case, write_nifti
 from tests.test_feature_losses import (
-    ImageEchoBackend,
     spy_on_alignment,
     synthetic_project,
     tiny_config,
 )
-
-
-@pytest.fixture
-def echo(monkeypatch) -> ImageEchoBackend:
-    torch.set_num_threads(1)
-    backend = ImageEchoBackend()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: backend)
-    return backend
 
 
 def test_preparation_embeds_then_stores_the_student_a_run_finds(tmp_path, echo):

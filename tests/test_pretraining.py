@@ -14,21 +14,11 @@ from napari_ssseg.pipeline import train_model
 from napari_ssseg.training.loop import train
 from napari_ssseg.training.pretraining import label_free, pretrain_student
 from napari_ssseg.training.student_store import StudentStore, prepare_student, stored_student
-from napari_ssseg.training.teachers import foundation
 from tests.test_feature_losses import (
-    ImageEchoBackend,
     spy_on_alignment,
     synthetic_project,
     tiny_config,
 )
-
-
-@pytest.fixture
-def echo(monkeypatch) -> ImageEchoBackend:
-    torch.set_num_threads(1)
-    backend = ImageEchoBackend()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: backend)
-    return backend
 
 
 def test_a_student_pretrained_before_the_run_is_the_one_the_run_would_make(tmp_path, echo):

@@ -341,6 +341,7 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _train_project(args: argparse.Namespace, project: Project, config: TrainConfig) -> int:
     from napari_ssseg.model_store import load_model, save_model
     from napari_ssseg.pipeline import train_model, undertrained_warning
+    from napari_ssseg.training.student_store import stored_student
 
     for warning in project.warnings(semi_supervised=bool(config.teachers)):
         print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
@@ -360,6 +361,8 @@ def _train_project(args: argparse.Namespace, project: Project, config: TrainConf
             f"and {init.num_classes} classes; this run has {list(config.channels)} and "
             f"{project.num_classes}"
         )
+    if init is None and stored_student(project, config) is not None:
+        print("train: starting from the network made by 'napari-ssseg prepare'", file=sys.stderr)
     model = train_model(project, config, init=init, on_progress=progress_printer("train"))
     warning = undertrained_warning(model.summary, config)
     if warning:

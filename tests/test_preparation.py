@@ -92,6 +92,7 @@ def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, m
     model_dir = tmp_path / "model"
     train = ["train", image, "--labels", labels, "--annotated-slices", "4,8,12", *common]
     assert main([*train, "--max-iters", "2", "--out", str(model_dir)]) == 0
+    assert "starting from the network made by 'napari-ssseg prepare'" in capsys.readouterr().err
     summary = json.loads((model_dir / "model.json").read_text())["summary"]
     assert summary["pretrained"] == 3 and built == []  # started from it, no pretraining
     assert echo.embedded == made  # nor any embedding for the bank
@@ -100,7 +101,7 @@ def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, m
     other = ["--config", str(settings), "--seed", "3", "--max-iters", "2"]
     train_other = ["train", image, "--labels", labels, "--annotated-slices", "4,8,12"]
     assert main([*train_other, *other, "--out", str(tmp_path / "m2")]) == 0
-    assert len(built) == 1
+    assert len(built) == 1 and "napari-ssseg prepare" not in capsys.readouterr().err
 
 
 def test_the_prepare_command_refuses_or_warns_where_it_cannot_help(tmp_path, echo, capsys):

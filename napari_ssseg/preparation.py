@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.training.config import TrainConfig
@@ -121,4 +121,4 @@ def prepare_volumes(
     )
     if student.steps < steps:
         return None
-    return Preparation(total, made, embedded.embed_seconds, student.steps)
+    return replace(embedded, pretrained_steps=student.steps)

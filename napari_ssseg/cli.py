@@ -166,6 +166,11 @@ def _positive(option: str, value: int | None) -> None:
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-time", type=float, default=None, help="time budget in seconds")
     parser.add_argument("--max-iters", type=int, default=None, help="iteration budget")
+    _add_run_options(parser)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Seed, device and threads: what a run's work depends on beside its budget."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -218,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_volume_options(prepare)
     prepare.add_argument("--config", type=Path, help="JSON file of training settings")
-    prepare.add_argument("--seed", type=int, default=0)
-    prepare.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    prepare.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    _add_run_options(prepare)
 
     predict = commands.add_parser("predict", help="segment a volume with a trained model")
     predict.add_argument("image", type=Path, nargs="?", help="the volume (or use --data)")
@@ -361,9 +364,13 @@ def _train_project(args: argparse.Namespace, project: Project, config: TrainConf
             f"and {init.num_classes} classes; this run has {list(config.channels)} and "
             f"{project.num_classes}"
         )
-    if init is None and stored_student(project, config) is not None:
+    # Looked up here (train_model would otherwise look again) to say where the run starts.
+    prepared = stored_student(project, config) if init is None else None
+    if prepared is not None:
         print("train: starting from the network made by 'napari-ssseg prepare'", file=sys.stderr)
-    model = train_model(project, config, init=init, on_progress=progress_printer("train"))
+    model = train_model(
+        project, config, init=init, on_progress=progress_printer("train"), pretrained=prepared
+    )
     warning = undertrained_warning(model.summary, config)
     if warning:
         print(f"napari-ssseg: warning: {warning}", file=sys.stderr)

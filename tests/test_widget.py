@@ -301,6 +301,19 @@ def test_foundation_model_and_checkpoint_reach_the_training_settings(ct_widget, 
     widget.pretrain_check.setChecked(True)
     assert widget.training_config()["pretrain_steps"] == 200
     assert TrainConfig.from_dict(widget.training_config()).uses_feature_bank
+    # Distillation during training: follows the preset (ssl does not distil, uncol does)
+    # until ticked or unticked, and stays a valid setting either way.
+    assert not widget.distill_check.isChecked()
+    assert widget.training_config()["distill_weight"] == 0.0
+    widget.method_combo.setCurrentText("uncol")
+    assert widget.distill_check.isChecked()
+    assert TrainConfig.from_dict(widget.training_config()).part("distill_weight") == 1.0
+    widget.distill_check.setChecked(False)
+    assert TrainConfig.from_dict(widget.training_config()).part("distill_weight") == 0.0
+    widget.method_combo.setCurrentText("ssl")
+    widget.distill_check.setChecked(True)
+    config = TrainConfig.from_dict(widget.training_config())
+    assert config.method == "ssl" and config.uses_feature_terms
 
 
 @pytest.mark.gui

@@ -155,6 +155,7 @@ class SsSegWidget(QWidget):
         self.checkpoint_edit = self.settings.checkpoint_edit
         self.refine_combo = self.settings.refine_combo
         self.pretrain_check = self.settings.pretrain_check
+        self.distill_check = self.settings.distill_check
         self.cluster_edit = self.settings.cluster_edit
         self.workers_spin = self.settings.workers_spin
         self.train_button = QPushButton("Train")
@@ -234,7 +235,8 @@ class SsSegWidget(QWidget):
         for combo in (self.method_combo, self.foundation_combo, self.refine_combo):
             combo.currentTextChanged.connect(self._embed_soon.start)
         self.checkpoint_edit.editingFinished.connect(self._embed_soon.start)
-        self.settings.pretrain_check.toggled.connect(lambda _on: self._embed_soon.start())
+        for check in (self.pretrain_check, self.distill_check):
+            check.toggled.connect(lambda _on: self._embed_soon.start())
         # Painting fires many events; recount the annotated slices once it settles.
         self._recount = QTimer(self)
         self._recount.setSingleShot(True)

@@ -120,7 +120,11 @@ def stored_student(project: Project, config: TrainConfig) -> PretrainedStudent |
     from disk (its volumes are not hashed again: such a run pretrains itself)."""
     if config.pretrain_steps <= 0 or isinstance(project, StreamedProject):
         return None
-    student = StudentStore.of(config).load(StudentStore.key(project, config))
+    return _complete(StudentStore.of(config).load(StudentStore.key(project, config)), config)
+
+
+def _complete(student: PretrainedStudent | None, config: TrainConfig) -> PretrainedStudent | None:
+    """``student`` when it made all of ``config.pretrain_steps``, else None."""
     if student is None or student.steps < config.pretrain_steps:
         return None
     return student
@@ -135,10 +139,11 @@ def prepare_student(
     """Pretrain a student for ``project`` (:func:`pretrain_student`, same arguments) and,
     when it made all its steps, store it for the run (:func:`stored_student`); a stored one
     is returned at once."""
-    found = stored_student(project, config)
+    store, key = StudentStore.of(config), StudentStore.key(project, config)  # hashed once
+    found = _complete(store.load(key), config)
     if found is not None:
         return found
     student = pretrain_student(project, config, keep_going, on_step)
-    if student.steps >= config.pretrain_steps:
-        StudentStore.of(config).save(StudentStore.key(project, config), student)
+    if _complete(student, config) is not None:
+        store.save(key, student)
     return student

@@ -87,6 +87,13 @@ def test_dice_and_choice_per_class_by_hand():
     assert choose_refined([0.8], [0.8], "auto") == [False]
     assert DiceTally(2).dice() == [None, None]
     assert choose_refined(DiceTally(2).dice(), DiceTally(2).dice(), "auto") == [False, False]
+    # Trust: a class whose refined masks reach it on the annotated slices takes them even
+    # where the U-Net, trained on those slices, scores higher there; below it, as before.
+    assert choose_refined([0.99, 0.99], [0.95, 0.92], "auto", trust=0.93) == [True, False]
+    assert choose_refined([0.8], [0.93], "auto", trust=0.93) == [True]  # reaching counts
+    assert choose_refined([0.8], [0.85], "auto", trust=0.93) == [True]  # still: higher
+    assert choose_refined([None, 0.5], [None, 0.92], "auto", trust=0.9) == [False, True]
+    assert choose_refined([1.0], [0.99], "auto") == [False]  # default trust 1: exact only
 
 
 def test_pooled_dice_adds_counts_over_slices():
@@ -314,8 +321,10 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     sam, auto = runs["sam"].refinement, runs["auto"].refinement
     assert sam.use_refined == [True, True] and sam.refined_slices
     assert (sam.unet_dice, sam.refined_dice) == (auto.unet_dice, auto.refined_dice)
+    trust = config.refine_trust
+    assert auto.trust == trust == 0.93
     assert auto.use_refined == [
-        r > u for u, r in zip(auto.unet_dice, auto.refined_dice, strict=True)
+        r >= trust or r > u for u, r in zip(auto.unet_dice, auto.refined_dice, strict=True)
     ]
     if not any(auto.use_refined):
         assert np.array_equal(runs["auto"].labels, off.labels)

@@ -215,6 +215,7 @@ def _refine(
         config.intensity,
         config.foundation_model,
         progress,
+        trust=config.refine_trust,
     )
     if config.keep_connected and refinement.refined_slices:
         keep_connected_to_slices(

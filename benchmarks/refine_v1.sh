@@ -6,17 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${SSSEG_BENCH_ITERS:-700}
 SETS=${SSSEG_BENCH_SETS:-acdc la}
+NAME=${SSSEG_REFINE_NAME:-refine}  # result files <set>_sparse_<NAME>_{off,auto}.json
 
 source benchmarks/sparse_sets.sh
 
 stream() {  # stream TAG METHODS
   for set in $SETS; do
-    sparse_bench "$set" "$OUT/${set}_sparse_refine_$1.json" --methods "$2" --max-iters "$ITERS"
+    sparse_bench "$set" "$OUT/${set}_sparse_${NAME}_$1.json" --methods "$2" --max-iters "$ITERS"
   done
 }
-stream off ssl > "$OUT/sparse_refine_off.log" 2>&1 &
-stream auto ssl+refine > "$OUT/sparse_refine_auto.log" 2>&1 &
+stream off ssl > "$OUT/sparse_${NAME}_off.log" 2>&1 &
+stream auto ssl+refine > "$OUT/sparse_${NAME}_auto.log" 2>&1 &
 wait
 for set in $SETS; do
-  python benchmarks/tables.py "${set}_sparse_refine_off.json+${set}_sparse_refine_auto.json"
+  python benchmarks/tables.py "${set}_sparse_${NAME}_off.json+${set}_sparse_${NAME}_auto.json"
 done

@@ -92,7 +92,7 @@ def test_dice_and_choice_per_class_by_hand():
     assert choose_refined([0.99, 0.99], [0.95, 0.92], "auto", trust=0.93) == [True, False]
     assert choose_refined([0.8], [0.93], "auto", trust=0.93) == [True]  # reaching counts
     assert choose_refined([0.8], [0.85], "auto", trust=0.93) == [True]  # still: higher
-    assert choose_refined([None, 0.5], [None, 0.92], "auto", trust=0.9) == [False, True]
+    assert choose_refined([None, 0.95], [None, 0.92], "auto", trust=0.9) == [False, True]
     assert choose_refined([1.0], [0.99], "auto") == [False]  # default trust 1: exact only
 
 

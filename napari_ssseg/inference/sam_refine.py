@@ -14,11 +14,12 @@ pooled over those slices. In ``auto`` mode a class uses its refined masks where 
 strictly higher, or where they reach ``trust`` (``TrainConfig.refine_trust``): the U-Net
 trained on those slices and reproduces them almost exactly, so beating it there is rare even
 where the foundation model is the better one elsewhere, while the foundation model never saw
-the labels and scores there about as on the other slices. On the sparse benchmark
-(``benchmarks/refine_headroom.py``) ACDC's right ventricle reached 0.91 to 0.97 and was
-segmented better by the refined masks on most volumes; the left atrium (0.82 to 0.89), the
-myocardium and the left ventricle did not reach 0.93 and were better from the U-Net. A tie
-below ``trust``, and a class with no voxel on any annotated slice, keep the U-Net's. ``sam``
+the labels and scores there about as on the other slices. On the sparse benchmark (20
+volumes a set, ``benchmarks/refine_headroom.py``) the refined masks segmented ACDC's right
+ventricle better than the U-Net on 15 of 20 volumes and reached 0.79 to 0.97 on the annotated
+slices; LA's atrium (0.65 to 0.89 there), the myocardium and the left ventricle (below 0.8)
+were better from the U-Net. A tie below ``trust``, and a class with no voxel on any annotated
+slice, keep the U-Net's. ``sam``
 uses every class's refined masks. On an annotated slice the prompts come from
 the U-Net's own labels there (the user's replace them only in the output); on the other slices
 from the U-Net's labels after the connectivity filter (``keep_connected``), which the

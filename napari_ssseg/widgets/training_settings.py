@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ssseg.foundation.registry import model_cards
-from napari_ssseg.training.config import METHODS, PART_OFF, PRESET_PARTS, REFINE_MODES, TrainConfig
+from napari_ssseg.training.config import METHODS, REFINE_MODES, TrainConfig
 
 DEFAULT_BUDGET_S = 60.0
 PRETRAIN_STEPS = 200
@@ -109,8 +109,7 @@ class TrainingSettings(QWidget):
 
     def _follow_method(self, method: str) -> None:
         """Tick "Distil" as the method preset does (``uncol`` and ``full`` distil)."""
-        weight = PRESET_PARTS.get(method, {}).get("distill_weight", PART_OFF["distill_weight"])
-        self.distill_check.setChecked(weight > 0)
+        self.distill_check.setChecked(TrainConfig(method=method).part("distill_weight") > 0)
 
     def cluster(self) -> tuple[str | None, int]:
         """(Ray cluster address or None for this machine, training workers)."""

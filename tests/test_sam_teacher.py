@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.data.slices import SlicePool
@@ -141,6 +142,41 @@ def test_classes_the_foundation_model_cannot_segment_are_not_taught():
     assert float(after[grid == 1].median()) > 0.9
     assert float(before[grid == 2].max()) > 0.0
     assert float(after[grid == 2].max()) == 0.0
+
+
+def test_a_filled_wall_mask_leaves_its_cavity_to_the_cavity_class():
+    # Class 1 a ring (the model fills its box, cavity included), class 2 the cavity inside it
+    # (its box gives the cavity alone); both masks equally confident. The target keeps the
+    # cavity for class 2 and the ring for class 1.
+    shape = (48, 32, 5)
+    outer = np.zeros(shape[:2], dtype=bool)
+    outer[5:29, 4:28] = True
+    cavity = np.zeros(shape[:2], dtype=bool)
+    cavity[11:23, 10:22] = True
+    slice_labels = np.where(cavity, 2, np.where(outer, 1, 0)).astype(np.int16)
+    image = slice_labels[..., None] / 2.0 * np.ones(shape)
+    labels = np.zeros(shape, dtype=np.int16)
+    labels[..., 0] = slice_labels
+    labels[..., 4] = slice_labels
+    volume = AnnotatedVolume.from_labels(
+        Volume(image.astype(np.float32), np.eye(4), name="wall"), labels, 2, [0, 4]
+    )
+    project = Project([volume], ["wall", "cavity"])
+    config = TrainConfig(
+        image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3, sam_lora_rank=0
+    )
+    pool = SlicePool(project, SIZE, config.intensity)
+    grid = pool.volumes[0].labels[0]
+    teacher = SamTeacher(
+        project, pool, config, torch.device("cpu"), backend=BoxFillingModel(), cache=None
+    )
+    teacher.prepare(OracleStudent(grid, 3), iteration=0, fraction=0.5)
+    predicted = teacher.targets([(0, 2)])[0, :3].argmax(dim=0)
+    for c in (1, 2):
+        inner = torch.from_numpy(
+            ndimage.binary_erosion((grid == c).numpy(), iterations=1)
+        )  # resampling blurs the borders
+        assert float((predicted[inner] == c).float().mean()) > 0.95, c
 
 
 class SlowBoxFillingModel(BoxFillingModel):

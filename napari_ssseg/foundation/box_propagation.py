@@ -3,9 +3,9 @@ annotated slices (the ``sam-box`` baseline).
 
 Shapes are interpolated between annotated slices (signed distances, as ``interp`` does); on
 each unannotated slice inside the annotated range, each class's interpolated region gives a
-box, and the foundation model segments that box on the slice's own image. A pixel takes the
-class with the largest mask logit among those above 0. Slices outside the annotated range stay
-background, as with ``interp``.
+box, and the foundation model segments that box on the slice's own image; where masks overlap
+the smaller one wins (:mod:`~napari_ssseg.foundation.mask_labels`). Slices outside the
+annotated range stay background, as with ``interp``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from napari_ssseg.baselines.interpolation import interpolate_between_slices
 from napari_ssseg.data.intensity import IntensityConfig, normalise_intensity
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.embedding_cache import EmbeddingCache, embed_slices
+from napari_ssseg.foundation.mask_labels import labels_from_mask_logits
 
 
 def mask_box(mask: np.ndarray, margin: float = 2.0) -> np.ndarray | None:
@@ -38,14 +39,6 @@ def mask_box(mask: np.ndarray, margin: float = 2.0) -> np.ndarray | None:
         ],
         dtype=np.float32,
     )
-
-
-def labels_from_mask_logits(logits: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """(H, W) int16 labels from one mask per class: ``logits`` (N, H, W) of the classes
-    ``classes`` (N,); a pixel takes the class with the largest logit among those above 0
-    (foundation-model probability above one half), else background."""
-    best = logits.argmax(axis=0)
-    return np.where(logits.max(axis=0) > 0, classes[best], 0).astype(np.int16)
 
 
 @torch.no_grad()

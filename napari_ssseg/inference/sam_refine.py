@@ -232,8 +232,8 @@ class SliceRefiner:
 
         A slice without foreground comes back as background without running the model.
         """
-        from napari_ssseg.foundation.box_propagation import labels_from_mask_logits
         from napari_ssseg.foundation.embedding_cache import embed_slices
+        from napari_ssseg.foundation.mask_labels import labels_from_mask_logits
         from napari_ssseg.foundation.prompts import prompts_from_mask
 
         transform = self.backend.slice_transform(image.shape)

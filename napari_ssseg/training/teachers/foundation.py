@@ -7,7 +7,8 @@ middle outward), of partially annotated volumes and of volumes nobody labelled a
 prompts come from the student, not from the volume's labels. Per class, the predicted
 region's bounding box (plus points for models trained with points) prompts the foundation
 model on the slice's own image at its source resolution; the masks come back to the network
-grid as class probabilities (sigmoid of the mask logits, background = 1 - the largest). The
+grid as class probabilities (sigmoid of the mask logits, a smaller mask first in line where
+masks overlap, :mod:`~napari_ssseg.foundation.mask_labels`; background = 1 - the largest). The
 per-pixel confidence is the foundation model's certainty |2 p - 1| of the winning class, halved
 where it disagrees with the student's argmax, so disagreements count less (UnCoL-style gating).
 Embeddings come from an on-disk cache keyed by slice content, so a retrain does not recompute
@@ -332,6 +333,7 @@ class SamTeacher(Teacher):
     def _slice_target(self, ref: SliceRef, prob: torch.Tensor) -> torch.Tensor | None:
         """(K + 1, S, S) target for one slice from the student's (K, S, S) probabilities,
         or None when the student predicts no foreground there."""
+        from napari_ssseg.foundation.mask_labels import nested_class_probabilities
         from napari_ssseg.foundation.prompts import prompts_from_mask
 
         v, z = ref
@@ -360,6 +362,7 @@ class SamTeacher(Teacher):
                 embedding.expand(len(prompts), -1, -1, -1), prompts
             )
         masks = torch.sigmoid(transform.logits_to_slice(logits.cpu())[:, 0])  # (N, H, W)
+        masks = nested_class_probabilities(masks)  # a filled wall must not take its cavity
         class_probs = torch.zeros(self.num_classes, *masks.shape[1:])
         for mask, c in zip(masks, classes, strict=True):
             class_probs[c] = mask

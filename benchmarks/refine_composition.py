@@ -2,8 +2,10 @@
 the refined masks' Dice when every prompt comes from the reference (the best a U-Net's boxes
 could give).
 
-On every slice of a volume holding a reference label, each class's reference region gives a
-box that prompts LiteMedSAM; the class masks become labels by one of two rules: ``logit``
+On every slice of a volume holding a reference label, each class's reference region prompts
+LiteMedSAM as :class:`~napari_ssseg.inference.sam_refine.SliceRefiner` prompts from the
+U-Net's labels (the region's bounding box; points too for models trained with them); the
+class masks become labels by one of two rules: ``logit``
 (a pixel inside several masks takes the class with the larger logit: the rule before
 2026-12-06) or ``smaller`` (the class with the smaller mask: today's
 :func:`~napari_ssseg.foundation.box_propagation.labels_from_mask_logits`). Each rule runs on
@@ -26,8 +28,9 @@ import torch
 
 from napari_ssseg.annotation import default_slice_axis, slice_index
 from napari_ssseg.data.intensity import apply_intensity, intensity_transform
-from napari_ssseg.foundation.box_propagation import labels_from_mask_logits, mask_box
 from napari_ssseg.foundation.embedding_cache import embed_slices
+from napari_ssseg.foundation.mask_labels import labels_from_mask_logits
+from napari_ssseg.foundation.prompts import prompts_from_mask
 from napari_ssseg.io.msd import read_msd
 from napari_ssseg.io.nifti import read_labels, read_volume
 from napari_ssseg.training.config import TrainConfig
@@ -61,14 +64,19 @@ def crop_window(reference: np.ndarray, zoom: float | None) -> tuple[slice, slice
 
 @torch.no_grad()
 def class_logits(backend, image: np.ndarray, reference: np.ndarray, zoom: float | None):
-    """Mask logits (N, H, W) in slice pixels, one per class present, boxed from the
-    reference; and those classes (N,)."""
+    """Mask logits (N, H, W) in slice pixels, one per class present, prompted from the
+    reference as the refiner prompts from the U-Net's labels (the region's box, points for
+    models trained with points); and those classes (N,)."""
     window = crop_window(reference, zoom)
     crop, truth = image[window], reference[window]
     classes = np.array([c for c in np.unique(truth) if c > 0])
     embedding, (transform,) = embed_slices(backend, [crop], None)
-    boxes = torch.stack([transform.boxes_to_input(mask_box(truth == c)) for c in classes])
-    logits = backend.decode(embedding.expand(len(classes), -1, -1, -1), boxes=boxes)
+    points = 3 if "point" in backend.card.trained_prompts else 0
+    prompts = [
+        prompts_from_mask((truth == c).astype(np.float32), points, points, transform=transform)
+        for c in classes
+    ]
+    logits = backend.decode_prompts(embedding.expand(len(classes), -1, -1, -1), prompts)
     logits = transform.logits_to_slice(logits.float())[:, 0].numpy()
     full = np.full((len(classes), *reference.shape), -50.0, np.float32)
     full[(slice(None), *window)] = logits
@@ -116,6 +124,18 @@ def pooled_dice(volumes: list[dict]) -> dict[str, list[float]]:
     }
 
 
+def print_table(name: str, volumes: list[dict]) -> None:
+    dice = pooled_dice(volumes)
+    num_classes = len(next(iter(dice.values())))
+    print(f"\n{name}: {len(volumes)} volume(s), prompts from the reference, Dice % pooled")
+    print("| frame | rule | " + " | ".join(f"class {c}" for c in range(1, num_classes + 1)) + " |")
+    print("| --- | --- |" + " --- |" * num_classes)
+    for variant, row in dice.items():
+        zoom, rule = variant.split("/")
+        frame = "whole slice" if zoom == "None" else f"crop x{zoom}"
+        print(f"| {frame} | {rule} | " + " | ".join(f"{d:.1f}" for d in row) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -123,7 +143,14 @@ def main() -> None:
     parser.add_argument("--volumes", default="0-9", help="indices in the split, e.g. 0-4")
     parser.add_argument("--zoom", type=float, nargs="*", default=[1.5, 2.5])
     parser.add_argument("--tag", default="", help="suffix of the JSON file (parallel streams)")
+    parser.add_argument(
+        "--merge", nargs="*", type=Path, help="print the table of these JSON files together"
+    )
     args = parser.parse_args()
+    if args.merge:
+        documents = [json.loads(path.read_text()) for path in args.merge]
+        print_table(documents[0]["dataset"], [v for d in documents for v in d["volumes"]])
+        return
     torch.set_num_threads(1)
     dataset = read_msd(args.data)
     cases = dataset.split(args.split)
@@ -144,13 +171,7 @@ def main() -> None:
             )
         )
         print(cases[index].name, flush=True)
-    print(f"\n{dataset.name}: {len(volumes)} volume(s), boxes from the reference, Dice % pooled")
-    print("| frame | rule | " + " | ".join(f"class {c}" for c in range(1, num_classes + 1)) + " |")
-    print("| --- | --- |" + " --- |" * num_classes)
-    for variant, row in pooled_dice(volumes).items():
-        zoom, rule = variant.split("/")
-        frame = "whole slice" if zoom == "None" else f"crop x{zoom}"
-        print(f"| {frame} | {rule} | " + " | ".join(f"{d:.1f}" for d in row) + " |")
+    print_table(dataset.name, volumes)
 
 
 if __name__ == "__main__":

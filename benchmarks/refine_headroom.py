@@ -14,8 +14,9 @@ annotated range or between annotated slices, and within 2 pixels of the referenc
 or farther; and gives both models' per-slice Dice by quartile of the U-Net's slice
 uncertainty (the mean normalised entropy over the predicted and reference pixels). Last, a
 trust rule: a class takes the refined masks on a volume when they reach a Dice level on its
-annotated slices (prompted there from the user's labels); the table gives the paired change
-of the volume's Dice for a few levels.
+annotated slices (prompted there from the user's labels), and, with a guard, keeps the
+U-Net's on slices where the two masks agree (Dice) less than a level, as ``refine auto``
+does; the table gives the paired change of the volume's Dice for a few levels.
 
 Needs ``../shared/data``; writes results/refine_headroom_<dataset>[_<tag>].json.
 
@@ -49,6 +50,7 @@ from napari_ssseg.training.config import TrainConfig
 RESULTS = Path(__file__).resolve().parent / "results"
 BAND_PIXELS = 2
 TRUST_LEVELS = (0.9, 0.93, 0.95)
+AGREEMENT_LEVELS = (0.0, 0.5, 0.8)  # refine auto's per-slice guard (refine_agreement)
 
 
 def volume_range(text: str) -> list[int]:
@@ -121,6 +123,8 @@ def measure_volume(
                     "uncertainty": float(prediction.uncertainty[key][shown].mean()),
                     "unet": [slice_counts(unet == c, truth == c) for c in classes],
                     "refined": [slice_counts(refined == c, truth == c) for c in classes],
+                    # pixels both models give the class: their agreement, for per-slice rules
+                    "agreed": [int(((unet == c) & (refined == c)).sum()) for c in classes],
                 }
             )
     return {
@@ -180,15 +184,19 @@ def summarise(volumes: list[dict]) -> dict:
             }
         )
     trust = {}
+    guarded = all("agreed" in s for s in slices)  # counted since 2026-12-06
     for level in TRUST_LEVELS:
-        gains = [trust_gain(v, level) for v in volumes if "refined_dice_on_annotated" in v]
-        if gains:
-            trust[str(level)] = {
-                "mean_gain": float(np.mean(gains)),
-                "ahead": sum(g > 0 for g in gains),
-                "behind": sum(g < 0 for g in gains),
-                "volumes": len(gains),
-            }
+        for guard in AGREEMENT_LEVELS if guarded else (0.0,):
+            gains = [
+                trust_gain(v, level, guard) for v in volumes if "refined_dice_on_annotated" in v
+            ]
+            if gains:
+                trust[f"{level}" if not guard else f"{level}, agreement {guard}"] = {
+                    "mean_gain": float(np.mean(gains)),
+                    "ahead": sum(g > 0 for g in gains),
+                    "behind": sum(g < 0 for g in gains),
+                    "volumes": len(gains),
+                }
     return {
         "classes": classes,
         "where": where,
@@ -197,19 +205,34 @@ def summarise(volumes: list[dict]) -> dict:
     }
 
 
-def trust_gain(volume: dict, level: float) -> float:
+def agreement(unet: dict, refined: dict, agreed: int) -> float:
+    """Dice between the U-Net's and the refined masks of one class on one slice (1 if both
+    are empty)."""
+    total = unet["predicted"] + refined["predicted"]
+    return 2 * agreed / total if total else 1.0
+
+
+def trust_gain(volume: dict, level: float, guard: float = 0.0) -> float:
     """Change of the volume's Dice (mean over classes present) when each class whose refined
-    masks reach ``level`` on the annotated slices takes them on every slice (a class's counts
-    swapped whole: overlaps between classes are not resolved as ``compose`` does)."""
+    masks reach ``level`` on the annotated slices takes them on every slice where they agree
+    with the U-Net's at least ``guard`` (a class's counts swapped slice by slice: overlaps
+    between classes are not resolved as ``compose`` does)."""
     slices = volume["slices"]
     before, after = [], []
     for c, trusted in enumerate(volume["refined_dice_on_annotated"]):
-        unet = dice([s["unet"][c] for s in slices])
-        if np.isnan(unet):
+        unet = [s["unet"][c] for s in slices]
+        if np.isnan(dice(unet)):
             continue
-        refined = dice([s["refined"][c] for s in slices])
-        before.append(unet)
-        after.append(refined if trusted is not None and trusted >= level else unet)
+        chosen = unet
+        if trusted is not None and trusted >= level:
+            chosen = [
+                s["refined"][c]
+                if not guard or agreement(s["unet"][c], s["refined"][c], s["agreed"][c]) >= guard
+                else s["unet"][c]
+                for s in slices
+            ]
+        before.append(dice(unet))
+        after.append(dice(chosen))
     return float(np.mean(after) - np.mean(before)) if before else 0.0
 
 

@@ -24,6 +24,7 @@ from napari_ssseg.inference.sam_refine import (
     compose,
     refine_prediction,
     resolve_refine,
+    slice_agreement,
 )
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.training.config import TrainConfig
@@ -233,6 +234,62 @@ def test_refine_prediction_uses_the_refined_masks_only_where_they_measure_better
     assert "disk: unet" in refinement.summary()
 
 
+class LeakingOnBrightSlices(ShapeInBoxModel):
+    """The ellipse model, except that on a slice brighter than 0.75 on average the first
+    class's mask fills the whole frame (a foundation model leaking out of its box)."""
+
+    def embed(self, images, valid_sizes=None):
+        super().embed(images, valid_sizes)
+        return images.mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1).expand(-1, 256, 64, 64)
+
+    def decode_prompts(self, embeddings, prompts):
+        logits = super().decode_prompts(embeddings, prompts)
+        if float(embeddings[0].mean()) > 0.75:
+            logits[0] = 20.0
+        return logits
+
+
+@pytest.mark.parametrize("agreement", [0.0, 0.5])
+def test_a_refined_class_keeps_the_unet_masks_where_the_two_disagree(agreement):
+    annotation, unet, disk, square = _disk_and_square_volume()
+    annotation.image.data[..., 4] = 1.0  # slice 4: the foundation model leaks
+    labels = unet.copy()
+    refinement = refine_prediction(
+        labels,
+        np.zeros(unet.shape, np.float32),
+        np.zeros(6),
+        annotation,
+        {0: unet[..., 0].copy(), 3: unet[..., 3].copy()},
+        SliceRefiner(LeakingOnBrightSlices("ellipse"), None, num_classes=2),
+        "auto",
+        ["disk", "square"],
+        IntensityConfig(modality="mr"),
+        "stand-in",
+        agreement=agreement,
+    )
+    assert refinement.use_refined == [True, False]
+    for z in (1, 2, 5):
+        assert ((labels[..., z] == 1) == disk).mean() > 0.97
+    leaked = labels[..., 4] == 1
+    if agreement:
+        # The leaked disk (Dice with the U-Net's square about 0.3) is not used there.
+        assert np.array_equal(leaked, unet[..., 4] == 1)
+        assert refinement.guarded == [1, 0]
+        assert refinement.to_dict()["classes"]["disk"]["unet_kept_on_slices"] == 1
+        assert "unet kept on 1 slice(s)" in refinement.summary()
+    else:
+        assert leaked.sum() == leaked.size - square.sum()  # everything the square leaves
+        assert refinement.guarded == [0, 0]
+    assert np.array_equal(labels[..., 4] == 2, square)
+
+
+def test_slice_agreement_by_hand():
+    unet = np.array([[1, 1, 0, 0], [2, 2, 0, 0]])
+    refined = np.array([[1, 0, 0, 0], [2, 2, 2, 2]])
+    # class 1: 2 * 1 / (2 + 1); class 2: 2 * 2 / (2 + 4); class 3: held by neither.
+    assert slice_agreement(unet, refined, 3) == pytest.approx([2 / 3, 2 / 3, 1.0])
+
+
 def test_auto_without_a_better_class_changes_nothing():
     annotation, unet, _, _ = _disk_and_square_volume()
     labels, uncertainty, scores = unet.copy(), np.zeros(unet.shape, np.float32), np.zeros(6)
@@ -323,6 +380,7 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     assert (sam.unet_dice, sam.refined_dice) == (auto.unet_dice, auto.refined_dice)
     trust = config.refine_trust
     assert auto.trust == trust == 0.93
+    assert auto.agreement == config.refine_agreement == 0.5 and sam.agreement == 0.0
     assert auto.use_refined == [
         r >= trust or r > u for u, r in zip(auto.unet_dice, auto.refined_dice, strict=True)
     ]

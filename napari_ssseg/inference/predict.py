@@ -216,6 +216,7 @@ def _refine(
         config.foundation_model,
         progress,
         trust=config.refine_trust,
+        agreement=config.refine_agreement,
     )
     if config.keep_connected and refinement.refined_slices:
         keep_connected_to_slices(

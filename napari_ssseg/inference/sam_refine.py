@@ -4,9 +4,9 @@ better on the user's annotated slices.
 On each slice with predicted foreground, every class's predicted region prompts the foundation
 model (the one the model was configured with, LiteMedSAM by default) with its bounding box,
 plus points where the model's card says it was trained with points, as the SAM teacher
-prompts it during training. A pixel takes the class whose mask logit is the largest among
-those above 0 (foundation-model probability above one half): overlapping masks go to the class
-the foundation model is surest of.
+prompts it during training. A pixel inside several classes' masks takes the class with the
+smaller mask (:mod:`~napari_ssseg.foundation.mask_labels`: a wall's box gives a filled mask
+that holds the cavity inside it).
 
 Measured choice: on the annotated slices the U-Net's own prediction (before the user's labels
 replace it) and its refinement are both scored against the user's labels, per class, by Dice
@@ -14,14 +14,17 @@ pooled over those slices. In ``auto`` mode a class uses its refined masks where 
 strictly higher, or where they reach ``trust`` (``TrainConfig.refine_trust``): the U-Net
 trained on those slices and reproduces them almost exactly, so beating it there is rare even
 where the foundation model is the better one elsewhere, while the foundation model never saw
-the labels and scores there about as on the other slices. On the sparse benchmark (20
-volumes a set, ``benchmarks/refine_headroom.py``) the refined masks segmented ACDC's right
-ventricle better than the U-Net on 15 of 20 volumes and reached 0.79 to 0.97 on the annotated
-slices; LA's atrium (0.65 to 0.89 there), the myocardium and the left ventricle (below 0.8)
-were better from the U-Net. A tie below ``trust``, and a class with no voxel on any annotated
-slice, keep the U-Net's. ``sam``
-uses every class's refined masks. On an annotated slice the prompts come from
-the U-Net's own labels there (the user's replace them only in the output); on the other slices
+the labels and scores there about as on the other slices. On the sparse benchmark
+(``benchmarks/refine_headroom.py``) the refined masks segmented ACDC's right ventricle better
+than the U-Net on 15 of 20 volumes and its left ventricle about as well (with the smaller-mask
+rule), and LA's atrium (0.65 to 0.89 on the annotated slices) and the myocardium (a ring
+whose box prompts a filled mask) worse. A tie below ``trust``, and a class with no voxel on
+any annotated slice, keep the U-Net's. Then, slice by slice, a class that takes the refined
+masks keeps the U-Net's where the two masks agree (Dice) less than ``agreement``
+(``TrainConfig.refine_agreement``): where the foundation model fails it leaks or loses the
+object, far from the U-Net's, where it helps it moves the boundary. ``sam`` uses every
+class's refined masks on every slice. On an annotated slice the prompts come from the
+U-Net's own labels there (the user's replace them only in the output); on the other slices
 from the U-Net's labels after the connectivity filter (``keep_connected``), which the
 annotated slices, holding the filter's seeds, cannot go through.
 
@@ -78,6 +81,9 @@ class Refinement:
         refined_slices: unannotated slices whose labels the refinement may have changed.
         seconds: wall time of the refinement.
         trust: refined Dice at which ``auto`` took a class's refined masks regardless.
+        agreement: U-Net/refined Dice on a slice below which a refined class kept the U-Net's
+            masks there (``auto``).
+        guarded: (C,) slices where that happened, per class (empty: no class refined).
     """
 
     mode: str
@@ -90,6 +96,8 @@ class Refinement:
     refined_slices: list[int] = field(default_factory=list)
     seconds: float = 0.0
     trust: float = 1.0
+    agreement: float = 0.0
+    guarded: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (Dice rounded to 4 digits)."""
@@ -104,17 +112,20 @@ class Refinement:
             "refined_slices": list(self.refined_slices),
             "seconds": round(self.seconds, 2),
             "trust": self.trust,
+            "agreement": self.agreement,
             "classes": {
                 name: {
                     "unet_dice": rounded(unet),
                     "refined_dice": rounded(refined),
                     "used": "refined" if used else "unet",
+                    "unet_kept_on_slices": guarded,
                 }
-                for name, unet, refined, used in zip(
+                for name, unet, refined, used, guarded in zip(
                     self.class_names,
                     self.unet_dice,
                     self.refined_dice,
                     self.use_refined,
+                    self.guarded or [0] * len(self.class_names),
                     strict=True,
                 )
             },
@@ -126,11 +137,20 @@ class Refinement:
         def shown(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.3f}"
 
+        def used_masks(used: bool, guarded: int) -> str:
+            if not used:
+                return "unet"
+            return f"refined (unet kept on {guarded} slice(s))" if guarded else "refined"
+
         parts = [
-            f"{name}: unet {shown(unet)} refined {shown(refined)} -> "
-            f"{'refined' if used else 'unet'}"
-            for name, unet, refined, used in zip(
-                self.class_names, self.unet_dice, self.refined_dice, self.use_refined, strict=True
+            f"{name}: unet {shown(unet)} refined {shown(refined)} -> {used_masks(used, guarded)}"
+            for name, unet, refined, used, guarded in zip(
+                self.class_names,
+                self.unet_dice,
+                self.refined_dice,
+                self.use_refined,
+                self.guarded or [0] * len(self.class_names),
+                strict=True,
             )
         ]
         return (
@@ -196,6 +216,16 @@ def compose(unet: np.ndarray, refined: np.ndarray, use_refined: Sequence[bool]) 
     paint = chosen[refined] & (out == 0)
     out[paint] = refined[paint]
     return out
+
+
+def slice_agreement(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) Dice between the U-Net's and the refined labels (H, W) of one slice, per class
+    1..C; 1 for a class neither holds."""
+    size = num_classes + 1
+    unet, refined = np.asarray(unet).ravel(), np.asarray(refined).ravel()
+    both = np.bincount(unet[unet == refined], minlength=size)[1:size]
+    total = (np.bincount(unet, minlength=size) + np.bincount(refined, minlength=size))[1:size]
+    return np.divide(2.0 * both, total, out=np.ones(num_classes), where=total > 0)
 
 
 def combine_uncertainty(entropy: np.ndarray, unet: np.ndarray, refined: np.ndarray) -> np.ndarray:
@@ -271,6 +301,7 @@ def refine_prediction(
     foundation_model: str,
     on_progress: Callable[[float], None] | None = None,
     trust: float = 1.0,
+    agreement: float = 0.0,
 ) -> Refinement:
     """Measure, choose and apply the refinement, in place, one slice at a time.
 
@@ -290,6 +321,8 @@ def refine_prediction(
         on_progress: called with the fraction done after each slice; may raise to cancel.
         trust: with ``auto``, refined Dice on the annotated slices at which a class takes the
             refined masks whatever the U-Net's (:func:`choose_refined`).
+        agreement: with ``auto``, a refined class keeps the U-Net's masks on a slice where the
+            two agree less than this (:func:`slice_agreement`); 0 never.
     """
     if mode not in ("auto", "sam"):
         raise InputError(f"refine_prediction takes mode auto or sam, not {mode!r}")
@@ -328,11 +361,15 @@ def refine_prediction(
     chosen = np.array([False, *use_refined])
     todo = [z for z in candidates if chosen[labels[slice_index(axis, z)]].any()]
     total = len(annotated) + len(todo)
+    guard = agreement if mode == "auto" else 0.0
+    guarded = np.zeros(refiner.num_classes, np.int64)
     for z in todo:
         key = slice_index(axis, z)
         unet = labels[key]
         refined = refiner.refine(image_slice(z), unet, z)
-        out = compose(unet, refined, use_refined)
+        agrees = slice_agreement(unet, refined, refiner.num_classes) >= guard
+        guarded += np.asarray(use_refined) & ~agrees
+        out = compose(unet, refined, list(np.asarray(use_refined) & agrees))
         uncertainty[key] = combine_uncertainty(uncertainty[key], unet, out)
         scores[z] = float(uncertainty[key].mean(dtype=np.float64))
         labels[key] = out
@@ -350,6 +387,8 @@ def refine_prediction(
         refined_slices=todo,
         seconds=time.perf_counter() - started,
         trust=trust,
+        agreement=guard,
+        guarded=[int(g) for g in guarded],
     )
 
 

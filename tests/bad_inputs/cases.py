@@ -1336,6 +1336,14 @@ CONFIG_CASES = [
         r"lr must be a positive number, not -1",
     ),
     BadInput(
+        "config-refine-agreement-above-one",
+        "config",
+        "refine_agreement 1.5",
+        settings(refine_agreement=1.5),
+        SsSegError,
+        r"refine_agreement must lie in \[0, 1\], not 1\.5",
+    ),
+    BadInput(
         "config-string-for-bool",
         "config",
         'keep_connected "yes"',

@@ -100,6 +100,24 @@ def test_sam_teacher_prompts_on_the_object_and_maps_masks_back_in_place():
     assert float(teacher.targets([(0, 0)])[0, -1].max()) == 0.0
 
 
+def _five_slices_labelled_at_0_and_4(
+    image: np.ndarray, slice_labels: np.ndarray, class_names: list[str]
+) -> Project:
+    """A project of one (H, W, 5) volume repeating ``image`` (H, W), slice axis 2, with
+    ``slice_labels`` (H, W) on its annotated slices 0 and 4."""
+    shape = (*slice_labels.shape, 5)
+    labels = np.zeros(shape, dtype=np.int16)
+    labels[..., 0] = slice_labels
+    labels[..., 4] = slice_labels
+    volume = AnnotatedVolume.from_labels(
+        Volume((image[..., None] * np.ones(shape)).astype(np.float32), np.eye(4), name="v"),
+        labels,
+        2,
+        [0, 4],
+    )
+    return Project([volume], class_names)
+
+
 def test_classes_the_foundation_model_cannot_segment_are_not_taught():
     # Class 1 a solid rectangle (a box-filling model gets it exactly), class 2 a ring (the
     # model fills its box, cavity included: Dice well below 0.8 on the annotated slices).
@@ -110,14 +128,8 @@ def test_classes_the_foundation_model_cannot_segment_are_not_taught():
     ring[5:21, 10:26] = True
     ring[7:19, 12:24] = False
     slice_labels = rect.astype(np.int16) + 2 * ring.astype(np.int16)
-    image = np.where(slice_labels[..., None] > 0, 1.0, 0.0) * np.ones(shape)
-    labels = np.zeros(shape, dtype=np.int16)
-    labels[..., 0] = slice_labels
-    labels[..., 4] = slice_labels
-    volume = AnnotatedVolume.from_labels(
-        Volume(image.astype(np.float32), np.eye(4), name="ring"), labels, 2, [0, 4]
-    )
-    project = Project([volume], ["rect", "ring"])
+    image = np.where(slice_labels > 0, 1.0, 0.0)
+    project = _five_slices_labelled_at_0_and_4(image, slice_labels, ["rect", "ring"])
     settings = dict(image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3)
     pool = SlicePool(project, SIZE, TrainConfig(**settings).intensity)
     student = OracleStudent(pool.volumes[0].labels[0], 3)
@@ -154,14 +166,7 @@ def test_a_filled_wall_mask_leaves_its_cavity_to_the_cavity_class():
     cavity = np.zeros(shape[:2], dtype=bool)
     cavity[11:23, 10:22] = True
     slice_labels = np.where(cavity, 2, np.where(outer, 1, 0)).astype(np.int16)
-    image = slice_labels[..., None] / 2.0 * np.ones(shape)
-    labels = np.zeros(shape, dtype=np.int16)
-    labels[..., 0] = slice_labels
-    labels[..., 4] = slice_labels
-    volume = AnnotatedVolume.from_labels(
-        Volume(image.astype(np.float32), np.eye(4), name="wall"), labels, 2, [0, 4]
-    )
-    project = Project([volume], ["wall", "cavity"])
+    project = _five_slices_labelled_at_0_and_4(slice_labels / 2.0, slice_labels, ["wall", "cavity"])
     config = TrainConfig(
         image_size=SIZE, channels=(8, 16), method="sc-sam", sam_slices=3, sam_lora_rank=0
     )

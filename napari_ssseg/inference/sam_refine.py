@@ -99,6 +99,20 @@ class Refinement:
     agreement: float = 0.0
     guarded: list[int] = field(default_factory=list)
 
+    def _per_class(self) -> list[tuple[str, float | None, float | None, bool, int]]:
+        """(name, U-Net Dice, refined Dice, refined used, slices guarded) per class."""
+        guarded = self.guarded or [0] * len(self.class_names)
+        return list(
+            zip(
+                self.class_names,
+                self.unet_dice,
+                self.refined_dice,
+                self.use_refined,
+                guarded,
+                strict=True,
+            )
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (Dice rounded to 4 digits)."""
 
@@ -120,14 +134,7 @@ class Refinement:
                     "used": "refined" if used else "unet",
                     "unet_kept_on_slices": guarded,
                 }
-                for name, unet, refined, used, guarded in zip(
-                    self.class_names,
-                    self.unet_dice,
-                    self.refined_dice,
-                    self.use_refined,
-                    self.guarded or [0] * len(self.class_names),
-                    strict=True,
-                )
+                for name, unet, refined, used, guarded in self._per_class()
             },
         }
 
@@ -144,14 +151,7 @@ class Refinement:
 
         parts = [
             f"{name}: unet {shown(unet)} refined {shown(refined)} -> {used_masks(used, guarded)}"
-            for name, unet, refined, used, guarded in zip(
-                self.class_names,
-                self.unet_dice,
-                self.refined_dice,
-                self.use_refined,
-                self.guarded or [0] * len(self.class_names),
-                strict=True,
-            )
+            for name, unet, refined, used, guarded in self._per_class()
         ]
         return (
             f"refine {self.mode} ({self.foundation_model}, Dice on {len(self.measured_on)} "

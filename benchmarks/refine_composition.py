@@ -31,6 +31,7 @@ from napari_ssseg.data.intensity import apply_intensity, intensity_transform
 from napari_ssseg.foundation.embedding_cache import embed_slices
 from napari_ssseg.foundation.mask_labels import labels_from_mask_logits
 from napari_ssseg.foundation.prompts import prompts_from_mask
+from napari_ssseg.inference.sam_refine import DiceTally
 from napari_ssseg.io.msd import read_msd
 from napari_ssseg.io.nifti import read_labels, read_volume
 from napari_ssseg.training.config import TrainConfig
@@ -89,9 +90,7 @@ def measure_volume(backend, case, num_classes: int, zooms: list[float | None]) -
     reference = read_labels(case.label, like=image)
     axis = default_slice_axis(image.spacing)
     transform = intensity_transform(image.data, TrainConfig().intensity)
-    counts = {
-        f"{zoom}/{rule}": np.zeros((num_classes, 3), np.int64) for zoom in zooms for rule in RULES
-    }
+    tallies = {f"{zoom}/{rule}": DiceTally(num_classes) for zoom in zooms for rule in RULES}
     for z in range(reference.shape[axis]):
         key = slice_index(axis, z)
         truth = reference[key]
@@ -101,15 +100,12 @@ def measure_volume(backend, case, num_classes: int, zooms: list[float | None]) -
         for zoom in zooms:
             logits, classes = class_logits(backend, plane, truth, zoom)
             for rule, compose in RULES.items():
-                labels = compose(logits, classes)
-                for c in range(1, num_classes + 1):
-                    found, wanted = labels == c, truth == c
-                    counts[f"{zoom}/{rule}"][c - 1] += [
-                        found.sum(),
-                        wanted.sum(),
-                        (found & wanted).sum(),
-                    ]
-    return {"name": case.name, "counts": {k: v.tolist() for k, v in counts.items()}}
+                tallies[f"{zoom}/{rule}"].add(compose(logits, classes), truth)
+    counts = {  # per class: predicted, reference, both
+        variant: np.stack([t.predicted, t.reference, t.intersection], axis=1)[1:].tolist()
+        for variant, t in tallies.items()
+    }
+    return {"name": case.name, "counts": counts}
 
 
 def pooled_dice(volumes: list[dict]) -> dict[str, list[float]]:

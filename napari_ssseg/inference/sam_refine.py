@@ -362,14 +362,15 @@ def refine_prediction(
     todo = [z for z in candidates if chosen[labels[slice_index(axis, z)]].any()]
     total = len(annotated) + len(todo)
     guard = agreement if mode == "auto" else 0.0
+    refined_classes = np.asarray(use_refined)
     guarded = np.zeros(refiner.num_classes, np.int64)
     for z in todo:
         key = slice_index(axis, z)
         unet = labels[key]
         refined = refiner.refine(image_slice(z), unet, z)
         agrees = slice_agreement(unet, refined, refiner.num_classes) >= guard
-        guarded += np.asarray(use_refined) & ~agrees
-        out = compose(unet, refined, list(np.asarray(use_refined) & agrees))
+        guarded += refined_classes & ~agrees
+        out = compose(unet, refined, list(refined_classes & agrees))
         uncertainty[key] = combine_uncertainty(uncertainty[key], unet, out)
         scores[z] = float(uncertainty[key].mean(dtype=np.float64))
         labels[key] = out

@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts: the sparse protocol of ../shared/data/README.md on one data
 # set, as the issues fix it (LA: first 10 `train` volumes, k = 5; ACDC: first 10 `val`, k = 2),
-# one torch thread. Sets DATA (the shared data folder, SSSEG_SHARED_DATA or ../shared/data)
+# one torch thread; SSSEG_FIRST=N scores the 10 volumes from index N instead. Sets DATA (the shared data folder, SSSEG_SHARED_DATA or ../shared/data)
 # and OUT (the results folder, made here) unless the script set them; sourced from the
 # repository root.
 DATA=${DATA:-${SSSEG_SHARED_DATA:-../shared/data}}
@@ -11,9 +11,9 @@ sparse_bench() {  # sparse_bench la|acdc JSON [more bench options...]
   shift 2
   case $set in
     la) napari-ssseg bench --data "$DATA/LA" --split train --protocol sparse --k 5 \
-          --max-volumes 10 --threads 1 --json "$json" "$@" ;;
+          --max-volumes 10 --first-volume "${SSSEG_FIRST:-0}" --threads 1 --json "$json" "$@" ;;
     acdc) napari-ssseg bench --data "$DATA/ACDC" --split val --protocol sparse --k 2 \
-          --max-volumes 10 --threads 1 --json "$json" "$@" ;;
+          --max-volumes 10 --first-volume "${SSSEG_FIRST:-0}" --threads 1 --json "$json" "$@" ;;
     *) echo "unknown data set $set (la or acdc)" >&2; return 2 ;;
   esac
 }

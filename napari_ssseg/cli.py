@@ -264,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--train-split", default="train", help="cases: split to train on")
     bench.add_argument("--methods", default="interp,unet,ssl")
     bench.add_argument("--max-volumes", type=int, default=None)
+    bench.add_argument(
+        "--first-volume",
+        type=int,
+        default=0,
+        help="index of the first scored volume (default 0; --max-volumes counts from it)",
+    )
     bench.add_argument("--axis", default=None, help="slice axis (default: the thickest)")
     bench.add_argument("--json", type=Path, help="write results here")
     bench.add_argument(
@@ -532,6 +538,7 @@ def run_bench(args: argparse.Namespace) -> int:
         train_split=args.train_split,
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         max_volumes=args.max_volumes,
+        first_volume=args.first_volume,
         axis=parse_axis(args.axis) if args.axis is not None else None,
         max_time=args.max_time,
         max_iters=args.max_iters,

@@ -105,6 +105,19 @@ def test_bench_methods_start_from_the_settings_file(tmp_path, capsys):
     assert "method is given by --methods" in capsys.readouterr().err
 
 
+def test_bench_first_volume_picks_the_scored_volumes(tmp_path, capsys):
+    data = make_msd(tmp_path / "data", cases=4)
+    out = tmp_path / "bench.json"
+    options = "--protocol sparse --k 3 --methods interp --first-volume 1 --max-volumes 2"
+    assert main(["bench", "--data", str(data), *options.split(), "--json", str(out)]) == 0
+    volumes = json.loads(out.read_text())["results"]["interp"]["volumes"]
+    assert [v["name"] for v in volumes] == ["patient001_frame01", "patient002_frame01"]
+    assert main(["bench", "--data", str(data), "--methods", "interp", "--first-volume", "4"]) == 2
+    assert "first volume 4 is outside the scored split's 4 volumes (0 to 3)" in (
+        capsys.readouterr().err
+    )
+
+
 def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
     data = make_msd(tmp_path / "data")
     assert main(["bench", "--data", str(data), "--methods", "magic"]) == 2

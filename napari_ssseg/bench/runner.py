@@ -60,6 +60,8 @@ class BenchSettings:
     labeled_cases: int = 7
     train_split: str = "train"
     max_volumes: int | None = None
+    first_volume: int = 0
+    """Index of the first volume of the scored split (volumes before it are left out)."""
     axis: int | None = None
     max_time: float | None = None
     max_iters: int | None = None
@@ -116,6 +118,20 @@ def machine_description() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
     }
+
+
+def scored_cases(cases: list[MsdCase], settings: BenchSettings) -> list[MsdCase]:
+    """The volumes to score: ``settings.max_volumes`` of ``cases`` (all without it), from
+    index ``settings.first_volume``. A first volume outside the split raises
+    :class:`SsSegError`."""
+    first = settings.first_volume
+    if not 0 <= first < len(cases):
+        raise SsSegError(
+            f"first volume {first} is outside the scored split's {len(cases)} volumes "
+            f"(0 to {len(cases) - 1})"
+        )
+    last = None if settings.max_volumes is None else first + settings.max_volumes
+    return cases[first:last]
 
 
 def _load_case(case: MsdCase, axis: int | None):
@@ -178,7 +194,7 @@ def _run_cases(settings, dataset, num_classes, methods, results, report) -> None
             volumes.append(AnnotatedVolume.unlabelled(image, axis))
     class_names = [dataset.labels.get(i, f"class {i}") for i in range(1, num_classes + 1)]
     project = Project(volumes, class_names)
-    test_cases = dataset.split(settings.split)[: settings.max_volumes]
+    test_cases = scored_cases(dataset.split(settings.split), settings)
     for method in methods:
         if not method.learns:
             print(
@@ -267,7 +283,7 @@ def run_benchmark(settings: BenchSettings) -> dict:
             os.replace(tmp, settings.json_path)
 
     if settings.protocol == "sparse":
-        cases = dataset.split(settings.split)[: settings.max_volumes]
+        cases = scored_cases(dataset.split(settings.split), settings)
         _run_sparse(settings, cases, num_classes, methods, results, report)
     else:
         _run_cases(settings, dataset, num_classes, methods, results, report)

@@ -8,7 +8,7 @@ U-Net's labels (the region's bounding box; points too for models trained with th
 class masks become labels by one of two rules: ``logit``
 (a pixel inside several masks takes the class with the larger logit: the rule before
 2026-12-06) or ``smaller`` (the class with the smaller mask: today's
-:func:`~napari_ssseg.foundation.box_propagation.labels_from_mask_logits`). Each rule runs on
+:func:`~napari_ssseg.foundation.mask_labels.labels_from_mask_logits`). Each rule runs on
 the whole slice and on crops around the slice's foreground (a square of ``--zoom`` times the
 foreground's longer side, resized to the encoder's input, so the structure fills more of it).
 Prints Dice per class pooled over the volumes' slices; writes

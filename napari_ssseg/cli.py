@@ -416,12 +416,23 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     specs, class_names = _volume_specs(args, extra, "prepare")
     config = _training_config(args, args.method)
+    first = None
+    if not class_names:  # the class count sets the student's outputs and ssl's refinement
+        labelled = [spec for spec in specs if spec.labels is not None]
+        first = load_annotated_volume((labelled or specs)[0])  # no validation needed
+        class_names = infer_class_names([first])
+        if not labelled:
+            print(
+                f"napari-ssseg: warning: no --labels nor --classes: prepared for "
+                f"{len(class_names)} class; a run with more classes may need more",
+                file=sys.stderr,
+            )
     pretrain = config.pretrain_steps > 0 and len(specs) == 1
-    if not needs_embeddings(config) and not pretrain:
+    if not needs_embeddings(config, len(class_names)) and not pretrain:
         raise CliError(
-            f"nothing to prepare: method {config.method} with these settings uses no foundation "
-            "model and does not pretrain (pretrain_steps in --config); 'napari-ssseg train' "
-            "needs no preparation"
+            f"nothing to prepare: method {config.method} with these settings and "
+            f"{len(class_names)} class(es) uses no foundation model and does not pretrain "
+            "(pretrain_steps in --config); 'napari-ssseg train' needs no preparation"
         )
     if config.pretrain_steps > 0 and not pretrain:
         print(
@@ -429,21 +440,12 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
             "only the embeddings are prepared",
             file=sys.stderr,
         )
-    if pretrain:  # the student's output layer needs the class count the run will have
-        volume = load_annotated_volume(specs[0])  # no label needed: no validation
+    if pretrain:  # one volume, read once
+        volume = first if first is not None else load_annotated_volume(specs[0])
         loaders = [lambda: volume]
-        class_names = class_names or infer_class_names([volume])
-        if args.classes is None and all(spec.labels is None for spec in specs):
-            print(
-                f"napari-ssseg: warning: no --labels nor --classes: prepared for "
-                f"{len(class_names)} class; a run with more classes pretrains itself",
-                file=sys.stderr,
-            )
     else:
         loaders = [lambda spec=spec: load_annotated_volume(spec) for spec in specs]
-    prepared = prepare_volumes(
-        loaders, class_names or ["foreground"], config, pretrain, preparation_printer()
-    )
+    prepared = prepare_volumes(loaders, class_names, config, pretrain, preparation_printer())
     assert prepared is not None  # nothing asks it to stop; Ctrl-C raises instead
     print(f"{prepared.summary()}; kept in {embedding_cache(config).root}")
     return 0

@@ -80,8 +80,9 @@ def prepare_volumes(
 
     ``volumes`` are loaders, called one at a time while embedding so that memory holds one
     volume (the pretraining then reads them all again, as its run will); ``class_names``
-    give the student's class count. Returns None when ``should_stop`` said so: the
-    embeddings made so far stay cached, a student stopped early is not stored.
+    give the project's class count (the student's, and whether predictions are refined).
+    Returns None when ``should_stop`` said so: the embeddings made so far stay cached, a
+    student stopped early is not stored.
     """
     from napari_ssseg.foundation.precompute import EmbeddingStopped, embed_volume
     from napari_ssseg.training.student_store import prepare_student
@@ -99,7 +100,7 @@ def prepare_volumes(
 
         last = load()
         try:
-            new, count = embed_volume(last, config, on_slice, stop)
+            new, count = embed_volume(last, config, len(class_names), on_slice, stop)
         except EmbeddingStopped:
             return None
         made, total = made + new, total + count

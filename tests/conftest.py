@@ -10,6 +10,18 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_dir(tmp_path_factory):
+    """The foundation model's cache (embeddings; downloads) of every test, and of the
+    processes tests start, lies in a folder of this session, not the user's."""
+    from napari_ssseg.foundation.checkpoints import CACHE_ENV
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 def shared_data_dir() -> Path:
     """``../shared/data`` beside the repository, or ``$SSSEG_SHARED_DATA``."""
     override = os.environ.get("SSSEG_SHARED_DATA")
@@ -53,8 +65,16 @@ def case_files(tmp_path: Path) -> tuple[Path, Path]:
     )
 
 
-TINY_TRAINING = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "device": "cpu"}
-"""Settings of a training job that takes seconds (tests of runners, faults, Ray)."""
+TINY_TRAINING = {
+    "image_size": 32,
+    "channels": [8, 16, 32],
+    "inference_passes": 2,
+    "device": "cpu",
+    "refine": "off",
+}
+"""Settings of a training job that takes seconds (tests of runners, faults, Ray). Without
+refinement: ``ssl`` on two classes would otherwise load the foundation model in every job
+(the default's refinement has tests of its own, tests/test_sam_refine.py)."""
 
 TINY_CLI_CONFIG = {
     "image_size": 32,
@@ -63,9 +83,10 @@ TINY_CLI_CONFIG = {
     "unlabelled_batch_size": 1,
     "teacher_cache": 4,
     "inference_passes": 2,
+    "refine": "off",
 }
 """A ``--config`` file's settings small enough for a few CPU seconds of train + predict
-through the CLI."""
+through the CLI (without refinement, as :data:`TINY_TRAINING`)."""
 
 
 @pytest.fixture

@@ -386,7 +386,7 @@ def test_precomputed_embeddings_leave_the_run_nothing_to_embed(tmp_path, monkeyp
     assert precompute_embeddings(project, config) == 0  # all cached now
     train(project, config)
     assert echo.embedded == made  # the run itself embedded nothing
-    assert precompute_embeddings(project, tiny_config(tmp_path, method="ssl")) == 0
+    assert precompute_embeddings(project, tiny_config(tmp_path, method="ssl", refine="off")) == 0
 
 
 def test_terms_off_build_load_and_draw_nothing(tmp_path, monkeypatch):
@@ -538,10 +538,10 @@ def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_emb
     # Stopped part-way: what was embedded stays, and a later call goes on from there.
     asked = iter([False, False, True])
     with pytest.raises(EmbeddingStopped):
-        embed_volume(unlabelled, config, should_stop=lambda: next(asked))
+        embed_volume(unlabelled, config, 2, should_stop=lambda: next(asked))
     assert echo.embedded == 2
     progress: list[tuple[int, int]] = []
-    made, total = embed_volume(unlabelled, config, on_progress=lambda *p: progress.append(p))
+    made, total = embed_volume(unlabelled, config, 2, on_progress=lambda *p: progress.append(p))
     # Every slice at source resolution and every slice as the network's square (distillation).
     assert total == 2 * depth and made == total - 2
     assert progress[-1] == (total, total) and len(progress) == total
@@ -549,14 +549,15 @@ def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_emb
     assert precompute_embeddings(project, config) == 0
     assert echo.embedded == total
     # Without a feature term only the source slices are needed; without the foundation
-    # model nothing is.
-    assert embed_volume(unlabelled, tiny_config(tmp_path, method="sc-sam")) == (0, depth)
-    assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl")) == (0, 0)
+    # model nothing is: ssl refines its predictions with two classes or more, not with one.
+    assert embed_volume(unlabelled, tiny_config(tmp_path, method="sc-sam"), 1) == (0, depth)
+    assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl"), 2) == (0, depth)
+    assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl"), 1) == (0, 0)
     # A U-Net whose predictions the foundation model refines needs them too; distillation
     # with plain predictions needs only the squares.
     refined = tiny_config(tmp_path, method="unet", refine="auto")
-    assert embed_volume(unlabelled, refined) == (0, depth)
+    assert embed_volume(unlabelled, refined, 1) == (0, depth)
     squares = tiny_config(tmp_path, method="ssl", distill_weight=1.0, refine="off")
-    assert embed_volume(unlabelled, squares) == (0, depth)
+    assert embed_volume(unlabelled, squares, 2) == (0, depth)
     assert precompute_embeddings(project, squares) == 0
     assert echo.embedded == total

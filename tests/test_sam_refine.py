@@ -3,6 +3,7 @@ from both models, the box prompts, and a real LiteMedSAM run through predict and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -123,20 +124,24 @@ def test_uncertainty_is_the_larger_of_entropy_and_disagreement():
     np.testing.assert_allclose(combined, [[0.2, 1.0], [0.0, 1.0]])
 
 
-def test_default_mode_follows_the_training_method():
-    assert resolve_refine(None, TrainConfig(method="ssl")) == "off"
-    assert resolve_refine(None, TrainConfig(method="unet")) == "off"
-    assert resolve_refine(None, TrainConfig(method="sc-sam")) == "auto"
-    assert resolve_refine(None, TrainConfig(method="uncol")) == "auto"
-    assert resolve_refine("sam", TrainConfig(method="unet")) == "sam"
+def test_default_mode_follows_the_training_method_and_the_class_count():
+    # ssl refines with two classes or more (ACDC gained, LA never took the refined masks).
+    assert resolve_refine(None, TrainConfig(method="ssl"), 1) == "off"
+    assert resolve_refine(None, TrainConfig(method="ssl"), 2) == "auto"
+    assert resolve_refine(None, TrainConfig(method="unet"), 3) == "off"
+    assert resolve_refine(None, TrainConfig(method="sc-sam"), 1) == "auto"
+    assert resolve_refine(None, TrainConfig(method="uncol"), 1) == "auto"
+    assert resolve_refine(None, TrainConfig(method="unet", pretrain_steps=5), 1) == "auto"
+    assert resolve_refine("sam", TrainConfig(method="unet"), 1) == "sam"
     # The model's own setting (from training, e.g. the dock's Refine choice) comes next.
-    assert resolve_refine(None, TrainConfig(method="ssl", refine="auto")) == "auto"
-    assert resolve_refine(None, TrainConfig(method="sc-sam", refine="off")) == "off"
-    assert resolve_refine("sam", TrainConfig(method="sc-sam", refine="off")) == "sam"
+    assert resolve_refine(None, TrainConfig(method="ssl", refine="auto"), 1) == "auto"
+    assert resolve_refine(None, TrainConfig(method="ssl", refine="off"), 3) == "off"
+    assert resolve_refine(None, TrainConfig(method="sc-sam", refine="off"), 1) == "off"
+    assert resolve_refine("sam", TrainConfig(method="sc-sam", refine="off"), 1) == "sam"
     with pytest.raises(SsSegError, match="refine must be one of off, auto, sam"):
         TrainConfig(refine="on")
     with pytest.raises(InputError, match="refine must be one of off, auto, sam, not 'on'"):
-        resolve_refine("on", TrainConfig())
+        resolve_refine("on", TrainConfig(), 1)
     assert cli.REFINE_MODES == REFINE_MODES
 
 
@@ -387,6 +392,11 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     if not any(auto.use_refined):
         assert np.array_equal(runs["auto"].labels, off.labels)
         assert np.array_equal(runs["auto"].uncertainty, off.uncertainty)
+    # The same network as an ssl model of these two classes refines by default (auto).
+    as_ssl = dataclasses.replace(model, config=dataclasses.replace(config, method="ssl"))
+    default = predict_volume(as_ssl, volume, foundation=backend, embedding_cache=cache)
+    assert default.refinement.mode == "auto" and cache.misses == embedded
+    assert np.array_equal(default.labels, runs["auto"].labels)
 
     model_dir, out = tmp_path / "model", tmp_path / "pred"
     save_model(model, model_dir)

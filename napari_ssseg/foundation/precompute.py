@@ -27,16 +27,18 @@ class EmbeddingStopped(Exception):
     """Raised by :func:`embed_volume` when ``should_stop`` said so; what was embedded stays."""
 
 
-def needs_embeddings(config: TrainConfig) -> bool:
-    """Whether a run of ``config`` gives slices to the foundation model's encoder: a
-    foundation-model teacher or feature term, or predictions refined by it."""
-    return needs_source_slices(config) or config.uses_feature_bank
+def needs_embeddings(config: TrainConfig, num_classes: int) -> bool:
+    """Whether a run of ``config`` on a project of ``num_classes`` classes gives slices to
+    the foundation model's encoder: a foundation-model teacher or feature term, or
+    predictions refined by it."""
+    return needs_source_slices(config, num_classes) or config.uses_feature_bank
 
 
-def needs_source_slices(config: TrainConfig) -> bool:
-    """Whether a run of ``config`` embeds slices at their source resolution: the foundation
-    teacher's targets and refined predictions do; the feature bank takes network squares."""
-    return config.uses_foundation_teacher or config.refine_mode != "off"
+def needs_source_slices(config: TrainConfig, num_classes: int) -> bool:
+    """Whether a run of ``config`` on a project of ``num_classes`` classes embeds slices at
+    their source resolution: the foundation teacher's targets and refined predictions do;
+    the feature bank takes network squares."""
+    return config.uses_foundation_teacher or config.refine_mode(num_classes) != "off"
 
 
 def precompute_embeddings(
@@ -50,7 +52,8 @@ def precompute_embeddings(
     Nothing happens for a run that does not need the foundation model
     (:func:`needs_embeddings`).
     """
-    if not needs_embeddings(config):
+    num_classes = len(project.class_names)
+    if not needs_embeddings(config, num_classes):
         return 0
     from napari_ssseg.data.slices import SlicePool
     from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
@@ -58,7 +61,7 @@ def precompute_embeddings(
 
     pool = SlicePool(project, config.image_size, config.intensity, config.context)
     slices: list[np.ndarray] = []
-    if needs_source_slices(config):
+    if needs_source_slices(config, num_classes):
         for data in source_slices(project, pool, config).values():
             slices.extend(data)
     if config.uses_feature_bank:
@@ -70,27 +73,30 @@ def precompute_embeddings(
 def embed_volume(
     volume: AnnotatedVolume,
     config: TrainConfig,
+    num_classes: int,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[int, int]:
     """Fill ``config``'s embedding cache with every slice of ``volume`` a run of ``config``
-    could embed, whatever the user labels next: each slice along ``volume.axis`` at source
-    resolution (the foundation teacher, refined predictions) and, when a feature term is on,
-    each slice as the network's padded square (the feature bank); with pretraining alone
-    (``pretrain_steps``), the squares of the label-free bank it distils from.
+    on a project of ``num_classes`` classes could embed, whatever the user labels next: each
+    slice along ``volume.axis`` at source resolution (the foundation teacher, refined
+    predictions) and, when a feature term is on, each slice as the network's padded square
+    (the feature bank); with pretraining alone (``pretrain_steps``), the squares of the
+    label-free bank it distils from.
 
     ``on_progress(done, total)`` follows each slice; ``should_stop`` is asked before each
     one and raises :class:`EmbeddingStopped` (the embeddings made so far stay cached).
     Returns (slices embedded now, slices in all); nothing happens for a run that does not
     need the foundation model (:func:`needs_embeddings`).
     """
-    if not needs_embeddings(config):
+    if not needs_embeddings(config, num_classes):
         return 0, 0
     from napari_ssseg.data.slices import SlicePool
     from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
     from napari_ssseg.training.teachers.foundation import volume_slices
 
-    slices = list(volume_slices(volume, config)) if needs_source_slices(config) else []
+    source = needs_source_slices(config, num_classes)
+    slices = list(volume_slices(volume, config)) if source else []
     if config.uses_feature_bank:
         # Only the images matter for the squares: a label-free copy needs no class names.
         blank = AnnotatedVolume.unlabelled(volume.image, volume.axis)

@@ -84,14 +84,15 @@ def predict_volume(
     and volume give the same outputs on every run on the CPU.
 
     ``refine`` (:mod:`~napari_ssseg.inference.sam_refine`): ``"off"``, ``"auto"`` or
-    ``"sam"``; None: ``auto`` for a model trained with a foundation-model teacher, else
-    ``off``. ``foundation`` and ``embedding_cache`` replace the model's configured foundation
+    ``"sam"``; None: the model's own (``TrainConfig.refine_mode``: ``auto`` for a model
+    trained with the foundation model and for ``ssl`` with two classes or more, else
+    ``off``). ``foundation`` and ``embedding_cache`` replace the model's configured foundation
     backend and embedding cache (loaded only when refinement needs them). ``on_progress``
     gets the fraction done (the U-Net pass is the first :data:`UNET_SHARE` of it when
     refining); an exception it raises stops the prediction.
     """
     config = model.config
-    refine = resolve_refine(refine, config)
+    refine = resolve_refine(refine, config, model.num_classes)
     passes = config.inference_passes if passes is None else passes
     torch_device = resolve_device(device or config.device)
     unet_progress = on_progress

@@ -54,12 +54,12 @@ from napari_ssseg.errors import InputError
 from napari_ssseg.training.config import REFINE_MODES, TrainConfig
 
 
-def resolve_refine(mode: str | None, config: TrainConfig) -> str:
-    """The refine mode to use: ``mode``, else the model's own ``config.refine``, else ``auto``
-    for a model trained with a foundation teacher and ``off`` otherwise. An unknown mode
-    raises :class:`InputError`."""
+def resolve_refine(mode: str | None, config: TrainConfig, num_classes: int) -> str:
+    """The refine mode to use for a model of ``num_classes`` classes: ``mode``, else the
+    model's own (:meth:`TrainConfig.refine_mode`). An unknown mode raises
+    :class:`InputError`."""
     if mode is None:
-        return config.refine_mode
+        return config.refine_mode(num_classes)
     if mode not in REFINE_MODES:
         raise InputError(f"refine must be one of {', '.join(REFINE_MODES)}, not {mode!r}")
     return mode

@@ -58,7 +58,8 @@ class EmbeddingPreparer(QObject):
             settings = TrainConfig.from_dict(config)
         except SsSegError:
             return False  # the Train button reports bad settings
-        if not needs_embeddings(settings) or self.running:
+        num_classes = len(session.class_names)
+        if not needs_embeddings(settings, num_classes) or self.running:
             return False
         # What the embeddings' keys depend on besides the volume's voxels.
         volume = (
@@ -71,7 +72,7 @@ class EmbeddingPreparer(QObject):
             settings.context,
         )
         # Slices at source resolution and/or the network's squares (foundation/precompute).
-        kinds = {"slices"} if needs_source_slices(settings) else set()
+        kinds = {"slices"} if needs_source_slices(settings, num_classes) else set()
         kinds |= {"squares"} if settings.uses_feature_terms else set()
         # The student pretrained on the label-free bank's squares: it depends on more
         # settings, and on the classes.

@@ -57,7 +57,7 @@ class TrainingSettings(QWidget):
         self.refine_combo.setToolTip(
             "refine the pseudo-labels with the foundation model: auto takes its masks for the "
             "classes where they match your labels better; by method: auto for methods that "
-            "train with it, else off"
+            "train with it and for ssl with two classes or more, else off"
         )
         self.pretrain_check = QCheckBox("while labelling")
         self.pretrain_check.setToolTip(

@@ -712,7 +712,8 @@ CLI_CASES = [
         "prepare for settings that use no foundation model and do not pretrain",
         lambda f: cli_trigger("prepare", image_file(f), "--config", config_file(f)),
         CliFailure,
-        r"nothing to prepare: method ssl with these settings uses no foundation model",
+        r"nothing to prepare: method ssl with these settings and 1 class\(es\) uses no "
+        r"foundation model",
     ),
     BadInput(
         "cli-4d-image",

@@ -15,7 +15,7 @@ stream() {  # stream TAG METHODS
     sparse_bench "$set" "$OUT/${set}_sparse_${NAME}_$1.json" --methods "$2" --max-iters "$ITERS"
   done
 }
-stream off ssl > "$OUT/sparse_${NAME}_off.log" 2>&1 &
+stream off ssl-refine > "$OUT/sparse_${NAME}_off.log" 2>&1 &
 stream auto ssl+refine > "$OUT/sparse_${NAME}_auto.log" 2>&1 &
 wait
 for set in $SETS; do

@@ -70,7 +70,7 @@ ssl_beside() {  # ssl_beside TAG NAME METHOD
     budget) suffix="${suffix}_budget" ;;
     *) echo "SSSEG_EMBED must be before or budget" >&2; return 2 ;;
   esac
-  sparse_pair "$set" "${set}_$tag$suffix" "${set}_sparse_${tag}_ssl$suffix.json" ssl \
+  sparse_pair "$set" "${set}_$tag$suffix" "${set}_sparse_${tag}_ssl$suffix.json" ssl-refine \
     "${set}_sparse_${tag}_$name$suffix.json" "$method" --max-time "$time" --seed "$seed"
 }
 

@@ -423,7 +423,7 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
         class_names = infer_class_names([first])
         if not labelled:
             print(
-                f"napari-ssseg: warning: no --labels nor --classes: prepared for "
+                f"napari-ssseg: warning: no --labels nor --classes: taken as "
                 f"{len(class_names)} class; a run with more classes may need more",
                 file=sys.stderr,
             )

@@ -122,6 +122,6 @@ def test_the_prepare_command_refuses_or_warns_where_it_cannot_help(tmp_path, ech
     out, err = capsys.readouterr()
     assert "only the embeddings are prepared" in err and "pretrained" not in out
     assert echo.embedded > 0
-    # One volume without labels or class names: it says which class count it prepared for.
+    # One volume without labels or class names: it says which class count it took.
     assert main(["prepare", first, "--config", str(settings)]) == 0
-    assert "prepared for 1 class" in capsys.readouterr().err
+    assert "taken as 1 class" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 # Sourced by the benchmark scripts: the sparse protocol of ../shared/data/README.md on one data
 # set, as the issues fix it (LA: first 10 `train` volumes, k = 5; ACDC: first 10 `val`, k = 2),
-# one torch thread; SSSEG_FIRST=N scores the 10 volumes from index N instead. Sets DATA (the shared data folder, SSSEG_SHARED_DATA or ../shared/data)
-# and OUT (the results folder, made here) unless the script set them; sourced from the
-# repository root.
+# one torch thread; SSSEG_FIRST=N scores the 10 volumes from index N instead. Sets DATA (the
+# shared data folder, SSSEG_SHARED_DATA or ../shared/data) and OUT (the results folder, made
+# here) unless the script set them; sourced from the repository root.
 DATA=${DATA:-${SSSEG_SHARED_DATA:-../shared/data}}
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"

@@ -75,13 +75,20 @@ UnCoL's feature distillation with its dual teacher. ``full``: every part: the du
 shape continuity, the confidence curriculum, feature distillation, BARL's prototype
 alignment and imbalance-aware CutMix."""
 
-PRESET_REFINE: dict[str, str] = {"ssl": MULTI_CLASS}
-"""How a preset's predictions are refined when neither the model's ``refine`` setting nor the
-prediction says (the others: ``auto`` with a foundation-model teacher or feature term, else
-``off``). ``ssl``: ``auto`` with two classes or more (ACDC, three classes, the same model
-refined and not, 20 ``val`` volumes: +0.45 Dice on average, ahead on 15, largest loss -4.8);
-``off`` for one class (LA: ``auto`` kept the U-Net's masks on all 20 volumes, at the cost of
-loading the foundation model and embedding the annotated slices; README, Results)."""
+PRESET_REFINE: dict[str, bool | str] = {"ssl": MULTI_CLASS}
+"""Whether a preset's predictions are refined (``auto``: True or :data:`MULTI_CLASS`) when
+neither the model's ``refine`` setting nor the prediction says (the others: ``auto`` with a
+foundation-model teacher or feature term, else ``off``). ``ssl``: ``auto`` with two classes
+or more (ACDC, three classes, the same model refined and not, 20 ``val`` volumes: +0.45 Dice
+on average, ahead on 15, largest loss -4.8); ``off`` for one class (LA: ``auto`` kept the
+U-Net's masks on all 20 volumes, at the cost of loading the foundation model and embedding
+the annotated slices; README, Results)."""
+
+
+def _on_for(value: bool | str, num_classes: int) -> bool:
+    """Whether a part set to ``value`` (a bool or :data:`MULTI_CLASS`) is on for a project of
+    ``num_classes`` foreground classes."""
+    return num_classes >= 2 if value == MULTI_CLASS else bool(value)
 
 
 @dataclass
@@ -433,10 +440,7 @@ class TrainConfig:
             return self.refine
         if self.uses_foundation_model:
             return "auto"
-        preset = PRESET_REFINE.get(self.method, "off")
-        if preset == MULTI_CLASS:
-            return "auto" if num_classes >= 2 else "off"
-        return preset
+        return "auto" if _on_for(PRESET_REFINE.get(self.method, False), num_classes) else "off"
 
     @property
     def foundation_seconds(self) -> float | None:
@@ -457,10 +461,7 @@ class TrainConfig:
         """Whether a run on a project of ``num_classes`` foreground classes mixes slices by
         CutMix: the ``cutmix`` setting given, else the preset's (:data:`MULTI_CLASS`:
         with two classes or more)."""
-        value = self.part("cutmix")
-        if value == MULTI_CLASS:
-            return num_classes >= 2
-        return bool(value)
+        return _on_for(self.part("cutmix"), num_classes)
 
     @property
     def in_channels(self) -> int:

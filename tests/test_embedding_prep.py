@@ -44,7 +44,7 @@ class ScriptedRunner:
         return None
 
 
-def scripted_preparer():
+def scripted_preparer(class_names: tuple[str, ...] = ("organ",)):
     """(runner, preparer on it, a session of one 8 x 8 x 4 volume, the texts it reports)."""
     from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
     from napari_ssseg.widgets.session import AnnotationSession
@@ -54,7 +54,7 @@ def scripted_preparer():
     texts: list[str] = []
     preparer.changed.connect(texts.append)
     image = Volume(np.zeros((8, 8, 4), np.float32), np.eye(4), name="scan")
-    session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), ["organ"], axis=2)
+    session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), list(class_names), axis=2)
     return runner, preparer, session, texts
 
 
@@ -98,6 +98,18 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
     preparer.pause()
     qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
     assert not preparer.prepare(session, {"method": "sc-sam", "lr": -1.0}, model_dir)
+    preparer.close()
+
+
+def test_the_default_prepares_embeddings_with_two_classes_or_more(qtbot, tmp_path):
+    # ssl refines its predictions with the foundation model on multi-class projects only.
+    runner, preparer, session, _ = scripted_preparer(("left", "right"))
+    assert preparer.prepare(session, {"method": "ssl"}, tmp_path / "model")
+    assert runner.jobs[-1].task == "embed"
+    preparer.pause()
+    qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
+    # Refinement turned off: nothing to prepare.
+    assert not preparer.prepare(session, {"method": "ssl", "refine": "off"}, tmp_path / "model")
     preparer.close()
 
 

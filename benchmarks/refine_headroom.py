@@ -51,6 +51,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BAND_PIXELS = 2
 TRUST_LEVELS = (0.9, 0.93, 0.95)
 AGREEMENT_LEVELS = (0.0, 0.5, 0.8)  # refine auto's per-slice guard (refine_agreement)
+# Per-slice guards as (agreement, smallest refined/U-Net area: refine_min_area).
+GUARDS = ((0.0, 0.0), *((level, 0.0) for level in AGREEMENT_LEVELS[1:]), (0.5, 0.8))
 
 
 def volume_range(text: str) -> list[int]:
@@ -186,12 +188,16 @@ def summarise(volumes: list[dict]) -> dict:
     trust = {}
     guarded = all("agreed" in s for s in slices)  # counted since 2026-12-06
     for level in TRUST_LEVELS:
-        for guard in AGREEMENT_LEVELS if guarded else (0.0,):
+        for guard, min_area in GUARDS if guarded else ((0.0, 0.0),):
             gains = [
-                trust_gain(v, level, guard) for v in volumes if "refined_dice_on_annotated" in v
+                trust_gain(v, level, guard, min_area)
+                for v in volumes
+                if "refined_dice_on_annotated" in v
             ]
+            name = f"{level}" + (f", agreement {guard}" if guard else "")
+            name += f", area {min_area}" if min_area else ""
             if gains:
-                trust[f"{level}" if not guard else f"{level}, agreement {guard}"] = {
+                trust[name] = {
                     "mean_gain": float(np.mean(gains)),
                     "ahead": sum(g > 0 for g in gains),
                     "behind": sum(g < 0 for g in gains),
@@ -212,11 +218,12 @@ def agreement(unet: dict, refined: dict, agreed: int) -> float:
     return 2 * agreed / total if total else 1.0
 
 
-def trust_gain(volume: dict, level: float, guard: float = 0.0) -> float:
+def trust_gain(volume: dict, level: float, guard: float = 0.0, min_area: float = 0.0) -> float:
     """Change of the volume's Dice (mean over classes present) when each class whose refined
     masks reach ``level`` on the annotated slices takes them on every slice where they agree
-    with the U-Net's at least ``guard`` (a class's counts swapped slice by slice: overlaps
-    between classes are not resolved as ``compose`` does)."""
+    with the U-Net's at least ``guard`` and cover at least ``min_area`` times the U-Net's
+    pixels (a class's counts swapped slice by slice: overlaps between classes are not
+    resolved as ``compose`` does)."""
     slices = volume["slices"]
     before, after = [], []
     for c, trusted in enumerate(volume["refined_dice_on_annotated"]):
@@ -227,7 +234,8 @@ def trust_gain(volume: dict, level: float, guard: float = 0.0) -> float:
         if trusted is not None and trusted >= level:
             chosen = [
                 s["refined"][c]
-                if not guard or agreement(s["unet"][c], s["refined"][c], s["agreed"][c]) >= guard
+                if agreement(s["unet"][c], s["refined"][c], s["agreed"][c]) >= guard
+                and s["refined"][c]["predicted"] >= min_area * s["unet"][c]["predicted"]
                 else s["unet"][c]
                 for s in slices
             ]

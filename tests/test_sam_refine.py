@@ -26,6 +26,7 @@ from napari_ssseg.inference.sam_refine import (
     refine_prediction,
     resolve_refine,
     slice_agreement,
+    slice_area_ratio,
 )
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.training.config import TrainConfig
@@ -288,6 +289,66 @@ def test_a_refined_class_keeps_the_unet_masks_where_the_two_disagree(agreement):
     assert np.array_equal(labels[..., 4] == 2, square)
 
 
+class ShrinkingOnDarkSlices(ShapeInBoxModel):
+    """The ellipse model, except that on a slice darker than 0.25 on average the first
+    class's mask is the ellipse of its box shrunk to 3/4 round the box's centre (a foundation
+    model keeping only an object's core: it still agrees with the U-Net's square above 0.5)."""
+
+    def embed(self, images, valid_sizes=None):
+        super().embed(images, valid_sizes)
+        return images.mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1).expand(-1, 256, 64, 64)
+
+    def decode_prompts(self, embeddings, prompts):
+        if float(embeddings[0].mean()) < 0.25:
+            x0, y0, x1, y1 = prompts[0].box.tolist()
+            cx, cy, half_w, half_h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+            core = torch.tensor(
+                [cx - 0.75 * half_w, cy - 0.75 * half_h, cx + 0.75 * half_w, cy + 0.75 * half_h]
+            )
+            prompts = [dataclasses.replace(prompts[0], box=core), *prompts[1:]]
+        return super().decode_prompts(embeddings, prompts)
+
+
+# The disk inscribed in the U-Net's square covers 0.67 of it: 0.6 lets it through.
+@pytest.mark.parametrize("min_area", [0.0, 0.6])
+def test_a_refined_class_keeps_the_unet_masks_where_its_mask_shrinks(min_area):
+    annotation, unet, disk, square = _disk_and_square_volume()
+    annotation.image.data[..., 4] = 0.0  # slice 4: the foundation model keeps a core
+    labels = unet.copy()
+    refinement = refine_prediction(
+        labels,
+        np.zeros(unet.shape, np.float32),
+        np.zeros(6),
+        annotation,
+        {0: unet[..., 0].copy(), 3: unet[..., 3].copy()},
+        SliceRefiner(ShrinkingOnDarkSlices("ellipse"), None, num_classes=2),
+        "auto",
+        ["disk", "square"],
+        IntensityConfig(modality="mr"),
+        "stand-in",
+        agreement=0.5,
+        min_area=min_area,
+    )
+    assert refinement.use_refined == [True, False] and refinement.min_area == min_area
+    core = labels[..., 4] == 1
+    if min_area:
+        assert np.array_equal(core, unet[..., 4] == 1)
+        assert refinement.guarded == [1, 0]
+    else:
+        # The core passed the agreement guard: smaller than the disk the other slices get.
+        assert 0 < core.sum() < 0.6 * (unet[..., 4] == 1).sum() and core.sum() < disk.sum()
+        assert refinement.guarded == [0, 0]
+    for z in (1, 2, 5):
+        assert ((labels[..., z] == 1) == disk).mean() > 0.97
+
+
+def test_slice_area_ratio_by_hand():
+    unet = np.array([[1, 1, 1, 1], [2, 2, 0, 0]])
+    refined = np.array([[1, 0, 0, 0], [2, 2, 2, 0]])
+    # class 1: 1 of 4; class 2: 3 of 2; class 3: the U-Net holds none.
+    assert slice_area_ratio(unet, refined, 3) == pytest.approx([0.25, 1.5, 1.0])
+
+
 def test_slice_agreement_by_hand():
     unet = np.array([[1, 1, 0, 0], [2, 2, 0, 0]])
     refined = np.array([[1, 0, 0, 0], [2, 2, 2, 2]])
@@ -386,6 +447,7 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     trust = config.refine_trust
     assert auto.trust == trust == 0.93
     assert auto.agreement == config.refine_agreement == 0.5 and sam.agreement == 0.0
+    assert auto.min_area == config.refine_min_area == 0.8 and sam.min_area == 0.0
     assert auto.use_refined == [
         r >= trust or r > u for u, r in zip(auto.unet_dice, auto.refined_dice, strict=True)
     ]

@@ -218,6 +218,7 @@ def _refine(
         progress,
         trust=config.refine_trust,
         agreement=config.refine_agreement,
+        min_area=config.refine_min_area,
     )
     if config.keep_connected and refinement.refined_slices:
         keep_connected_to_slices(

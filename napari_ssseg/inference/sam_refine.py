@@ -21,8 +21,10 @@ rule), and LA's atrium (0.65 to 0.89 on the annotated slices) and the myocardium
 whose box prompts a filled mask) worse. A tie below ``trust``, and a class with no voxel on
 any annotated slice, keep the U-Net's. Then, slice by slice, a class that takes the refined
 masks keeps the U-Net's where the two masks agree (Dice) less than ``agreement``
-(``TrainConfig.refine_agreement``): where the foundation model fails it leaks or loses the
-object, far from the U-Net's, where it helps it moves the boundary. ``sam`` uses every
+(``TrainConfig.refine_agreement``), or where its refined mask covers fewer pixels than
+``min_area`` times the U-Net's (``TrainConfig.refine_min_area``): where the foundation model
+fails it leaks, loses the object or shrinks round its core, where it helps it moves the
+boundary. ``sam`` uses every
 class's refined masks on every slice. On an annotated slice the prompts come from the
 U-Net's own labels there (the user's replace them only in the output); on the other slices
 from the U-Net's labels after the connectivity filter (``keep_connected``), which the
@@ -83,7 +85,10 @@ class Refinement:
         trust: refined Dice at which ``auto`` took a class's refined masks regardless.
         agreement: U-Net/refined Dice on a slice below which a refined class kept the U-Net's
             masks there (``auto``).
-        guarded: (C,) slices where that happened, per class (empty: no class refined).
+        min_area: refined/U-Net pixel ratio on a slice below which a refined class kept the
+            U-Net's masks there (``auto``).
+        guarded: (C,) slices where either guard kept the U-Net's masks, per class (empty: no
+            class refined).
     """
 
     mode: str
@@ -97,6 +102,7 @@ class Refinement:
     seconds: float = 0.0
     trust: float = 1.0
     agreement: float = 0.0
+    min_area: float = 0.0
     guarded: list[int] = field(default_factory=list)
 
     def _per_class(self) -> list[tuple[str, float | None, float | None, bool, int]]:
@@ -127,6 +133,7 @@ class Refinement:
             "seconds": round(self.seconds, 2),
             "trust": self.trust,
             "agreement": self.agreement,
+            "min_area": self.min_area,
             "classes": {
                 name: {
                     "unet_dice": rounded(unet),
@@ -228,6 +235,20 @@ def slice_agreement(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> 
     return np.divide(2.0 * both, total, out=np.ones(num_classes), where=total > 0)
 
 
+def slice_area_ratio(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) refined pixels over the U-Net's pixels of each class 1..C on one slice (H, W);
+    1 for a class the U-Net does not hold there."""
+    size = num_classes + 1
+    unet_count = np.bincount(np.asarray(unet).ravel(), minlength=size)[1:size]
+    refined_count = np.bincount(np.asarray(refined).ravel(), minlength=size)[1:size]
+    return np.divide(
+        refined_count.astype(np.float64),
+        unet_count,
+        out=np.ones(num_classes),
+        where=unet_count > 0,
+    )
+
+
 def combine_uncertainty(entropy: np.ndarray, unet: np.ndarray, refined: np.ndarray) -> np.ndarray:
     """Voxel uncertainty (H, W) float32: max(U-Net entropy, 1 where the labels differ)."""
     return np.maximum(entropy, (unet != refined).astype(np.float32))
@@ -302,6 +323,7 @@ def refine_prediction(
     on_progress: Callable[[float], None] | None = None,
     trust: float = 1.0,
     agreement: float = 0.0,
+    min_area: float = 0.0,
 ) -> Refinement:
     """Measure, choose and apply the refinement, in place, one slice at a time.
 
@@ -323,6 +345,9 @@ def refine_prediction(
             refined masks whatever the U-Net's (:func:`choose_refined`).
         agreement: with ``auto``, a refined class keeps the U-Net's masks on a slice where the
             two agree less than this (:func:`slice_agreement`); 0 never.
+        min_area: with ``auto``, a refined class keeps the U-Net's masks on a slice where its
+            refined mask covers fewer pixels than this times the U-Net's
+            (:func:`slice_area_ratio`); 0 never.
     """
     if mode not in ("auto", "sam"):
         raise InputError(f"refine_prediction takes mode auto or sam, not {mode!r}")
@@ -362,13 +387,17 @@ def refine_prediction(
     todo = [z for z in candidates if chosen[labels[slice_index(axis, z)]].any()]
     total = len(annotated) + len(todo)
     guard = agreement if mode == "auto" else 0.0
+    smallest = min_area if mode == "auto" else 0.0
     refined_classes = np.asarray(use_refined)
     guarded = np.zeros(refiner.num_classes, np.int64)
     for z in todo:
         key = slice_index(axis, z)
         unet = labels[key]
         refined = refiner.refine(image_slice(z), unet, z)
-        agrees = slice_agreement(unet, refined, refiner.num_classes) >= guard
+        count = refiner.num_classes
+        agrees = (slice_agreement(unet, refined, count) >= guard) & (
+            slice_area_ratio(unet, refined, count) >= smallest
+        )
         guarded += refined_classes & ~agrees
         out = compose(unet, refined, list(refined_classes & agrees))
         uncertainty[key] = combine_uncertainty(uncertainty[key], unet, out)
@@ -389,6 +418,7 @@ def refine_prediction(
         seconds=time.perf_counter() - started,
         trust=trust,
         agreement=guard,
+        min_area=smallest,
         guarded=[int(g) for g in guarded],
     )
 

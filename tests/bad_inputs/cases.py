@@ -1345,6 +1345,14 @@ CONFIG_CASES = [
         r"refine_agreement must lie in \[0, 1\], not 1\.5",
     ),
     BadInput(
+        "config-refine-min-area-negative",
+        "config",
+        "refine_min_area -0.1",
+        settings(refine_min_area=-0.1),
+        SsSegError,
+        r"refine_min_area must lie in \[0, 1\], not -0\.1",
+    ),
+    BadInput(
         "config-string-for-bool",
         "config",
         'keep_connected "yes"',

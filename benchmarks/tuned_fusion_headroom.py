@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from refine_headroom import volume_range  # benchmarks/ is the script's folder
 
 from napari_ssseg.annotation import AnnotatedVolume, Project, default_slice_axis, slice_index
 from napari_ssseg.bench.protocols import reveal_slices, sparse_slice_indices
@@ -59,12 +60,6 @@ VARIANTS = ("frozen", "lora", "lora+pseudo", "decoder")
 WEIGHTS = (0.5, 0.3, 0.2)  # the foundation model's share of the fused probability
 THRESHOLDS = (0.4, 0.5, 0.6)  # control: the U-Net's probability alone, cut elsewhere
 BOX_JITTER = 0.1  # of the box's side, each corner, while tuning
-
-
-def volume_range(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"3"`` -> [3]."""
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
 
 
 @torch.no_grad()

@@ -255,10 +255,11 @@ class LeakingOnBrightSlices(ShapeInBoxModel):
         return logits
 
 
-@pytest.mark.parametrize("agreement", [0.0, 0.5])
-def test_a_refined_class_keeps_the_unet_masks_where_the_two_disagree(agreement):
+def _refine_with_slice_4_at(value: float, model, **guards):
+    """``refine auto`` of the disk-and-square volume whose slice 4 is filled with ``value``
+    (a stand-in model misbehaves there); (labels, refinement, U-Net labels, disk, square)."""
     annotation, unet, disk, square = _disk_and_square_volume()
-    annotation.image.data[..., 4] = 1.0  # slice 4: the foundation model leaks
+    annotation.image.data[..., 4] = value
     labels = unet.copy()
     refinement = refine_prediction(
         labels,
@@ -266,12 +267,20 @@ def test_a_refined_class_keeps_the_unet_masks_where_the_two_disagree(agreement):
         np.zeros(6),
         annotation,
         {0: unet[..., 0].copy(), 3: unet[..., 3].copy()},
-        SliceRefiner(LeakingOnBrightSlices("ellipse"), None, num_classes=2),
+        SliceRefiner(model, None, num_classes=2),
         "auto",
         ["disk", "square"],
         IntensityConfig(modality="mr"),
         "stand-in",
-        agreement=agreement,
+        **guards,
+    )
+    return labels, refinement, unet, disk, square
+
+
+@pytest.mark.parametrize("agreement", [0.0, 0.5])
+def test_a_refined_class_keeps_the_unet_masks_where_the_two_disagree(agreement):
+    labels, refinement, unet, disk, square = _refine_with_slice_4_at(
+        1.0, LeakingOnBrightSlices("ellipse"), agreement=agreement
     )
     assert refinement.use_refined == [True, False]
     for z in (1, 2, 5):
@@ -312,22 +321,8 @@ class ShrinkingOnDarkSlices(ShapeInBoxModel):
 # The disk inscribed in the U-Net's square covers 0.67 of it: 0.6 lets it through.
 @pytest.mark.parametrize("min_area", [0.0, 0.6])
 def test_a_refined_class_keeps_the_unet_masks_where_its_mask_shrinks(min_area):
-    annotation, unet, disk, square = _disk_and_square_volume()
-    annotation.image.data[..., 4] = 0.0  # slice 4: the foundation model keeps a core
-    labels = unet.copy()
-    refinement = refine_prediction(
-        labels,
-        np.zeros(unet.shape, np.float32),
-        np.zeros(6),
-        annotation,
-        {0: unet[..., 0].copy(), 3: unet[..., 3].copy()},
-        SliceRefiner(ShrinkingOnDarkSlices("ellipse"), None, num_classes=2),
-        "auto",
-        ["disk", "square"],
-        IntensityConfig(modality="mr"),
-        "stand-in",
-        agreement=0.5,
-        min_area=min_area,
+    labels, refinement, unet, disk, _ = _refine_with_slice_4_at(
+        0.0, ShrinkingOnDarkSlices("ellipse"), agreement=0.5, min_area=min_area
     )
     assert refinement.use_refined == [True, False] and refinement.min_area == min_area
     core = labels[..., 4] == 1

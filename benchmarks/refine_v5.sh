@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# refine auto after its area guard (refine_min_area 0.8): only the refined stream, on ACDC
+# refine auto with its area guard (refine_min_area 0.8, off by default since; the settings
+# file benchmarks/refine_min_area.json turns it on): only the refined stream, on ACDC
 # `val` volumes 0-19 as 5-volume parts, two one-thread streams (900 steps, seed 0: the same
 # ssl models as refine_v4.sh, whose unrefined results acdc_sparse_refine4[_from10]_off.json
 # it is compared with); results acdc_sparse_refine5_fromN_auto.json, N = 0, 5, 10, 15.
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 source benchmarks/sparse_sets.sh
 part() {  # part FIRST
   SSSEG_FIRST=$1 sparse_bench acdc "$OUT/acdc_sparse_refine5_from$1_auto.json" \
-    --methods ssl+refine --max-iters 900 --max-volumes 5 > "$OUT/sparse_refine5_from$1_auto.log" 2>&1
+    --methods ssl+refine --max-iters 900 --max-volumes 5 --config benchmarks/refine_min_area.json > "$OUT/sparse_refine5_from$1_auto.log" 2>&1
 }
 (part 0; part 10) & (part 5; part 15) & wait
 python - <<'PY'

@@ -408,6 +408,7 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
         inference_passes=2,
         max_iters=40,
         device="cpu",
+        refine_min_area=0.8,  # off by default: checks that the setting reaches the refinement
     )
     model = train_model(Project([volume], ["organ", "lesion"]), config)
 

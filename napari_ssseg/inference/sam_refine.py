@@ -395,11 +395,11 @@ def refine_prediction(
         unet = labels[key]
         refined = refiner.refine(image_slice(z), unet, z)
         count = refiner.num_classes
-        agrees = (slice_agreement(unet, refined, count) >= guard) & (
+        passes_guards = (slice_agreement(unet, refined, count) >= guard) & (
             slice_area_ratio(unet, refined, count) >= smallest
         )
-        guarded += refined_classes & ~agrees
-        out = compose(unet, refined, list(refined_classes & agrees))
+        guarded += refined_classes & ~passes_guards
+        out = compose(unet, refined, list(refined_classes & passes_guards))
         uncertainty[key] = combine_uncertainty(uncertainty[key], unet, out)
         scores[z] = float(uncertainty[key].mean(dtype=np.float64))
         labels[key] = out

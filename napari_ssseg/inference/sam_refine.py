@@ -225,24 +225,27 @@ def compose(unet: np.ndarray, refined: np.ndarray, use_refined: Sequence[bool]) 
     return out
 
 
+def _pixels_per_class(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) pixel counts of classes 1..C in ``labels`` (any shape, int)."""
+    size = num_classes + 1
+    return np.bincount(np.asarray(labels).ravel(), minlength=size)[1:size]
+
+
 def slice_agreement(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> np.ndarray:
     """(C,) Dice between the U-Net's and the refined labels (H, W) of one slice, per class
     1..C; 1 for a class neither holds."""
-    size = num_classes + 1
     unet, refined = np.asarray(unet).ravel(), np.asarray(refined).ravel()
-    both = np.bincount(unet[unet == refined], minlength=size)[1:size]
-    total = (np.bincount(unet, minlength=size) + np.bincount(refined, minlength=size))[1:size]
+    both = _pixels_per_class(unet[unet == refined], num_classes)
+    total = _pixels_per_class(unet, num_classes) + _pixels_per_class(refined, num_classes)
     return np.divide(2.0 * both, total, out=np.ones(num_classes), where=total > 0)
 
 
 def slice_area_ratio(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> np.ndarray:
     """(C,) refined pixels over the U-Net's pixels of each class 1..C on one slice (H, W);
     1 for a class the U-Net does not hold there."""
-    size = num_classes + 1
-    unet_count = np.bincount(np.asarray(unet).ravel(), minlength=size)[1:size]
-    refined_count = np.bincount(np.asarray(refined).ravel(), minlength=size)[1:size]
+    unet_count = _pixels_per_class(unet, num_classes)
     return np.divide(
-        refined_count.astype(np.float64),
+        _pixels_per_class(refined, num_classes).astype(np.float64),
         unet_count,
         out=np.ones(num_classes),
         where=unet_count > 0,

@@ -276,18 +276,24 @@ def print_summary(name: str, summary: dict, volumes: int) -> None:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options the headroom scripts share: data set, split, k, volumes, seed, result tag
+    and ``--merge``."""
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="train")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--volumes", default="0-9", help="indices in the split, e.g. 0-4")
-    parser.add_argument("--max-time", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="", help="suffix of the JSON file (parallel streams)")
     parser.add_argument(
         "--merge", nargs="*", type=Path, help="print the summary of these JSON files together"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_volume_arguments(parser)
+    parser.add_argument("--max-time", type=float, default=120.0)
     args = parser.parse_args()
     if args.merge:
         volumes = [v for path in args.merge for v in json.loads(path.read_text())["volumes"]]

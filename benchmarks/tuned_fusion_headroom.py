@@ -29,6 +29,7 @@ Needs ``../shared/data``; writes results/tuned_fusion_<dataset>[_<tag>].json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -37,9 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from refine_headroom import volume_range  # benchmarks/ is the script's folder
+from refine_headroom import (  # benchmarks/ is the script's folder
+    add_volume_arguments,
+    volume_range,
+)
 
 from napari_ssseg.annotation import AnnotatedVolume, Project, default_slice_axis, slice_index
+from napari_ssseg.bench.metrics import dice_per_class
 from napari_ssseg.bench.protocols import reveal_slices, sparse_slice_indices
 from napari_ssseg.data.intensity import apply_intensity, intensity_transform
 from napari_ssseg.data.slices import prepare_image, stack_context
@@ -93,7 +98,7 @@ def box_prompt(mask: np.ndarray, transform, rng: np.random.Generator | None = No
     box = np.clip(box, 0, size)
     if box[2] <= box[0] + 1 or box[3] <= box[1] + 1:
         return prompt
-    return type(prompt)(prompt.points, prompt.labels, torch.tensor(box, dtype=torch.float32))
+    return dataclasses.replace(prompt, box=torch.tensor(box, dtype=torch.float32))
 
 
 class Slices:
@@ -164,11 +169,6 @@ def tune(
     return time.perf_counter() - started
 
 
-def dice(predicted: np.ndarray, reference: np.ndarray) -> float:
-    total = predicted.sum() + reference.sum()
-    return float(2 * (predicted & reference).sum() / total) if total else float("nan")
-
-
 def measure_volume(
     image_path: Path,
     label_path: Path,
@@ -195,21 +195,20 @@ def measure_volume(
         cache = embedding_cache(run_config)
         unannotated = [z for z in range(volume.num_slices) if z not in annotated]
         prompted = [z for z in unannotated if unet[slice_index(axis, z)].any()]
+        unprompted = [z for z in range(volume.num_slices) if z not in prompted]
         labelled = {z: reference[slice_index(axis, z)] for z in annotated}
         pseudo = {z: unet[slice_index(axis, z)] for z in prompted}
-        scored = np.zeros(reference.shape, bool)
-        for z in unannotated:
-            scored[slice_index(axis, z)] = True
+        truth = reference.astype(np.int16)
 
         def scored_dice(mask: np.ndarray) -> float:
             """Dice over the unannotated slices of ``mask`` with the user's labels on the
             annotated ones, after the product's connectivity filter."""
             labels = mask.astype(np.int16)
             for z in annotated:
-                labels[slice_index(axis, z)] = reference[slice_index(axis, z)]
+                labels[slice_index(axis, z)] = truth[slice_index(axis, z)]
             if run_config.keep_connected:
                 keep_connected_to_slices(labels, axis, annotated, 1)
-            return dice((labels > 0) & scored, reference & scored)
+            return float(dice_per_class(labels, truth, 1, annotated, axis)[0])
 
         row = {
             "name": image_path.name,
@@ -217,7 +216,7 @@ def measure_volume(
             "steps": model.summary["iterations"],
             "train_seconds": round(trained, 1),
             "prompted_slices": len(prompted),
-            "unet": dice(unet & scored, reference & scored),
+            "unet": float(dice_per_class(unet.astype(np.int16), truth, 1, annotated, axis)[0]),
             "unet_cut": {str(t): scored_dice(probability > t) for t in THRESHOLDS},
             "variants": {},
         }
@@ -252,8 +251,7 @@ def measure_volume(
             for weight in WEIGHTS:
                 fused = (1 - weight) * probability + weight * foundation
                 # Slices the foundation model was not prompted on keep the U-Net's probability.
-                unprompted = ~np.isin(np.arange(volume.num_slices), prompted)
-                for z in np.flatnonzero(unprompted):
+                for z in unprompted:
                     fused[slice_index(axis, z)] = probability[slice_index(axis, z)]
                 masks[f"fused{weight}"] = fused > 0.5
             for name, mask in masks.items():
@@ -283,16 +281,10 @@ def print_summary(volumes: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--volumes", default="0-9", help="indices in the split, e.g. 0-4")
+    add_volume_arguments(parser)
     parser.add_argument("--max-iters", type=int, default=900)
     parser.add_argument("--tune-steps", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--tag", default="", help="suffix of the JSON file (parallel streams)")
-    parser.add_argument("--merge", nargs="*", type=Path, help="summarise these JSON files")
     args = parser.parse_args()
     if args.merge:
         print_summary([v for p in args.merge for v in json.loads(p.read_text())["volumes"]])

@@ -440,10 +440,10 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
             "only the embeddings are prepared",
             file=sys.stderr,
         )
-    if pretrain:  # one volume, read once
+    if len(specs) == 1:  # read once
         volume = first if first is not None else load_annotated_volume(specs[0])
         loaders = [lambda: volume]
-    else:
+    else:  # one volume in memory at a time (the one read for its classes is read again)
         loaders = [lambda spec=spec: load_annotated_volume(spec) for spec in specs]
     prepared = prepare_volumes(loaders, class_names, config, pretrain, preparation_printer())
     assert prepared is not None  # nothing asks it to stop; Ctrl-C raises instead

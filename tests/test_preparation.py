@@ -104,6 +104,23 @@ def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, m
     assert len(built) == 1 and "napari-ssseg prepare" not in capsys.readouterr().err
 
 
+def test_the_prepare_command_reads_one_volume_once(tmp_path, echo, monkeypatch):
+    import napari_ssseg.project_io as project_io
+
+    image, labels = _write_case(tmp_path, "case")
+    settings = tmp_path / "settings.json"
+    values = dict(TINY_CLI_CONFIG, refine="auto", embedding_cache=str(tmp_path / "e"))
+    settings.write_text(json.dumps(values))
+    load = project_io.load_annotated_volume
+    reads = []
+    monkeypatch.setattr(
+        project_io, "load_annotated_volume", lambda spec: reads.append(spec.image) or load(spec)
+    )
+    # Its labels set the class count, and the same read is embedded.
+    assert main(["prepare", image, "--labels", labels, "--config", str(settings)]) == 0
+    assert echo.embedded > 0 and [str(r) for r in reads] == [image]
+
+
 def test_the_prepare_command_refuses_or_warns_where_it_cannot_help(tmp_path, echo, capsys):
     first, _ = _write_case(tmp_path, "one")
     second, _ = _write_case(tmp_path, "two")

@@ -21,10 +21,22 @@ def table(doc: dict) -> str:
         else f"cases, {s['labeled_cases']} labelled cases of `{s['train_split']}`"
     )
     machine = doc["machine"]
+    first, count = s.get("first_volume") or 0, s.get("max_volumes")
+    volumes = (
+        ""
+        if not count
+        else f", first {count} volumes"
+        if not first
+        else f", volumes {first}-{first + count - 1}"
+    )
+    budget = (
+        f"{s['max_iters']} steps"
+        if s.get("max_time") is None and s.get("max_iters")
+        else f"max-time {s['max_time']} s"
+    )
     lines = [
-        f"**{doc['dataset']}** ({protocol}; scored on `{s['split']}`"
-        + (f", first {s['max_volumes']} volumes" if s.get("max_volumes") else "")
-        + f"; max-time {s['max_time']} s; {machine['cpu_count']}-core CPU, "
+        f"**{doc['dataset']}** ({protocol}; scored on `{s['split']}`{volumes}"
+        + f"; {budget}; {machine['cpu_count']}-core CPU, "
         f"{machine['torch_threads']} torch thread(s), device {machine['cuda'] or 'cpu'}; "
         f"peak memory {doc['peak_rss_mb']:.0f} MiB)",
         "",

@@ -57,10 +57,9 @@ def table(doc: dict) -> str:
             + f" | {seconds} | {len(r['volumes'])} |"
         )
     # Each method against unet, or, in a run without it, against the first method listed.
-    lines += paired_lines(
-        doc, reference="unet" if "unet" in doc["results"] else next(iter(doc["results"]))
-    )
-    if len(doc["results"]) > 2:  # ablations: each part against ssl as well
+    reference = "unet" if "unet" in doc["results"] else next(iter(doc["results"]))
+    lines += paired_lines(doc, reference=reference)
+    if len(doc["results"]) > 2 and reference != "ssl":  # ablations: against ssl as well
         lines += paired_lines(doc, reference="ssl", skip=("unet", "interp", "interp-nn"))
     return "\n".join(lines)
 

@@ -22,13 +22,9 @@ def table(doc: dict) -> str:
     )
     machine = doc["machine"]
     first, count = s.get("first_volume") or 0, s.get("max_volumes")
-    volumes = (
-        ""
-        if not count
-        else f", first {count} volumes"
-        if not first
-        else f", volumes {first}-{first + count - 1}"
-    )
+    volumes = ""
+    if count:
+        volumes = f", volumes {first}-{first + count - 1}" if first else f", first {count} volumes"
     budget = (
         f"{s['max_iters']} steps"
         if s.get("max_time") is None and s.get("max_iters")

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+import napari_ssseg.project_io as project_io
 from napari_ssseg.cli import main
 from napari_ssseg.preparation import prepare_volumes
 from napari_ssseg.training.pretraining import label_free
@@ -105,8 +106,6 @@ def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, m
 
 
 def test_the_prepare_command_reads_one_volume_once(tmp_path, echo, monkeypatch):
-    import napari_ssseg.project_io as project_io
-
     image, labels = _write_case(tmp_path, "case")
     settings = tmp_path / "settings.json"
     values = dict(TINY_CLI_CONFIG, refine="auto", embedding_cache=str(tmp_path / "e"))

@@ -17,6 +17,5 @@ half() {  # half a|b FIRST
 half a 0 &
 half b 5 &
 wait
-# Each half against ssl (tables.py keeps one result per method name, so the halves print apart).
-python benchmarks/tables.py la_sparse_parts_v1_ssl.json+la_sparse_sam_steps_v1_a.json \
-  la_sparse_parts_v1_ssl.json+la_sparse_sam_steps_v1_b.json
+python benchmarks/tables.py \
+  la_sparse_parts_v1_ssl.json+la_sparse_sam_steps_v1_a.json+la_sparse_sam_steps_v1_b.json

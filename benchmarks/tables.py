@@ -91,8 +91,9 @@ def labelled(name: str, doc: dict) -> str:
 
 
 def merged(paths: list[Path]) -> dict:
-    """One document from runs of the same benchmark with different methods (e.g. two streams
-    run side by side, one method each): results in the order given, the largest peak memory."""
+    """One document from runs of the same benchmark (e.g. two streams run side by side): results
+    in the order given, the largest peak memory. A method found in several runs (its volumes
+    run in parts) becomes one result over all their volumes, summarised as the runner does."""
     docs = [json.loads(path.read_text()) for path in paths]
     first = docs[0]
     for path, doc in zip(paths[1:], docs[1:], strict=True):
@@ -100,7 +101,16 @@ def merged(paths: list[Path]) -> dict:
             if doc[key] != first[key]:
                 raise SystemExit(f"{path.name}: {key} {doc[key]!r} differs from {first[key]!r}")
     out = dict(first)
-    out["results"] = {labelled(name, doc): r for doc in docs for name, r in doc["results"].items()}
+    out["results"] = {}
+    for doc in docs:
+        for name, r in doc["results"].items():
+            key = labelled(name, doc)
+            if key in out["results"]:
+                from napari_ssseg.bench.runner import MethodResult  # torch: only when needed
+
+                volumes = out["results"][key]["volumes"] + r["volumes"]
+                r = MethodResult(name, volumes).summary()
+            out["results"][key] = r
     out["peak_rss_mb"] = max(doc["peak_rss_mb"] for doc in docs)
     return out
 

@@ -59,7 +59,8 @@ keep_beside() {  # keep_beside la|acdc PID_A PID_B
 # SSSEG_SEED (0), --max-time SSSEG_BENCH_TIME (120): METHOD with its embeddings made before the
 # run, outside its time (`+precompute`), or inside it with SSSEG_EMBED=budget. Results
 # SET_sparse_TAG_ssl.json and SET_sparse_TAG_NAME.json, logs SET_TAG_a/b.log; another seed's
-# names end in _sN, the budget runs' in _budget.
+# names end in _sN, the budget runs' in _budget. SSSEG_CONFIG: a JSON file of training
+# settings both streams start from (--config; settings `ssl` does not read change only METHOD).
 ssl_beside() {  # ssl_beside TAG NAME METHOD
   local tag=$1 name=$2 method=$3
   local set=${SSSEG_SET:-acdc} seed=${SSSEG_SEED:-0} time=${SSSEG_BENCH_TIME:-120}
@@ -71,7 +72,8 @@ ssl_beside() {  # ssl_beside TAG NAME METHOD
     *) echo "SSSEG_EMBED must be before or budget" >&2; return 2 ;;
   esac
   sparse_pair "$set" "${set}_$tag$suffix" "${set}_sparse_${tag}_ssl$suffix.json" ssl-refine \
-    "${set}_sparse_${tag}_$name$suffix.json" "$method" --max-time "$time" --seed "$seed"
+    "${set}_sparse_${tag}_$name$suffix.json" "$method" --max-time "$time" --seed "$seed" \
+    ${SSSEG_CONFIG:+--config "$SSSEG_CONFIG"}
 }
 
 # The cases protocol on ACDC as the issues fix it: N patients of `train` fully labelled (both

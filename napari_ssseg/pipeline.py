@@ -81,6 +81,7 @@ def train_model(
         "stopped_early": result.stopped_early,
         "teachers_from": result.teachers_from,
         "pretrained": result.pretrained,
+        "teacher_work": result.teacher_work,
         "volumes": [v.image.name for v in project.volumes],
         "annotated_slices": {v.image.name: v.annotated_slices for v in project.volumes},
         "weights": "student",

@@ -69,6 +69,7 @@ def test_sparse_bench_rows_record_steps_and_when_teachers_started(tmp_path, caps
     # No teacher, no start; without the gate the mean teacher starts at ssl_start (half).
     assert unet["teachers_from"] is None
     assert mt["teachers_from"] == 10
+    assert unet["teacher_work"] is None and mt["teacher_work"] is None  # nothing to report
 
 
 @pytest.mark.slow

@@ -224,6 +224,9 @@ def test_uncol_training_run_fuses_the_mean_teacher_and_litemedsam(tmp_path, monk
     # LiteMedSAM answered on both slices it was prompted on (2 and 3: the unlabelled slices
     # nearest the volume's middle come first).
     assert sorted(sam.covers()) == [(0, 2), (0, 3)]
+    # The run reports the foundation teacher's work (one refresh in 3 steps), found inside
+    # the fused teacher; the mean teacher has none to report.
+    assert result.teacher_work == {"sam": sam.work()} and sam.work()["refreshes"] == 1
     assert set(fused.covers()) == set(mean.covers()) == {(0, 0), (0, 2), (0, 3), (0, 5)}
     refs = [(0, 2), (0, 5)]
     torch.manual_seed(1)  # the mean teacher's dropout and noise: the same draw twice

@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.errors import SsSegError
 from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.transforms import SliceTransform
 from napari_ssseg.io.volume import Volume
@@ -199,14 +200,12 @@ class SlowBoxFillingModel(BoxFillingModel):
         return super().embed(images, valid_sizes)
 
 
-@pytest.mark.parametrize("share", [1.0, 0.25])
-def test_encoder_share_of_the_budget_stops_new_embeddings(tmp_path, share):
-    # 8 unannotated slices, 3 refreshed at a time; the first refresh embeds 3 (0.3 s). With
-    # a quarter of a 1 s budget spent, the next refresh reuses those slices, embedding none.
+def _ten_distinct_slices_labelled_at_0_and_9() -> Project:
+    """A rectangle on ten slices that all differ (one embedding each: a faint ramp along z
+    behind it), labelled on slices 0 and 9: 8 unannotated slices."""
     shape = (48, 32, 10)
     rect = np.zeros(shape[:2], dtype=bool)
     rect[30:40, 4:12] = True
-    # Every slice differs (one embedding each): a faint ramp along z behind the rectangle.
     image = np.where(rect[..., None], 1.0, 0.0) + 0.01 * np.arange(shape[2])
     labels = np.zeros(shape, dtype=np.int16)
     labels[..., 0] = rect
@@ -214,21 +213,33 @@ def test_encoder_share_of_the_budget_stops_new_embeddings(tmp_path, share):
     volume = AnnotatedVolume.from_labels(
         Volume(image.astype(np.float32), np.eye(4), name="rect"), labels, 2, [0, 9]
     )
-    project = Project([volume], ["rect"])
+    return Project([volume], ["rect"])
+
+
+def _slow_teacher(project: Project, tmp_path, **settings) -> tuple[SamTeacher, OracleStudent]:
+    """A teacher refreshing 3 slices at a time through :class:`SlowBoxFillingModel` (0.1 s
+    an embedding), and a student predicting the labels of slice 0 everywhere."""
     config = TrainConfig(
         image_size=SIZE,
         channels=(8, 16),
         method="sc-sam",
         sam_slices=3,
         sam_lora_rank=0,
-        max_time=1.0,
-        foundation_time_share=share,
         embedding_cache=str(tmp_path / "cache"),
+        **settings,
     )
     pool = SlicePool(project, SIZE, config.intensity)
-    model = SlowBoxFillingModel()
-    teacher = SamTeacher(project, pool, config, torch.device("cpu"), backend=model)
-    student = OracleStudent(pool.volumes[0].labels[0], 2)
+    teacher = SamTeacher(project, pool, config, torch.device("cpu"), backend=SlowBoxFillingModel())
+    return teacher, OracleStudent(pool.volumes[0].labels[0], 2)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_encoder_share_of_the_budget_stops_new_embeddings(tmp_path, share):
+    # 8 unannotated slices, 3 refreshed at a time; the first refresh embeds 3 (0.3 s). With
+    # a quarter of a 1 s budget spent, the next refresh reuses those slices, embedding none.
+    project = _ten_distinct_slices_labelled_at_0_and_9()
+    teacher, student = _slow_teacher(project, tmp_path, max_time=1.0, foundation_time_share=share)
+    model, config = teacher.backend, teacher.config
     teacher.prepare(student, iteration=0, fraction=0.5)
     assert model.embedded == 3 and teacher.encode_seconds >= 0.3
     teacher.prepare(student, iteration=config.sam_refresh, fraction=0.6)
@@ -238,6 +249,39 @@ def test_encoder_share_of_the_budget_stops_new_embeddings(tmp_path, share):
     else:
         assert model.embedded == 3
         assert sorted(z for _, z in teacher.covers()) == [3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("max_time", "share", "refreshes_at_once"), [(10.0, 0.5, 1), (10.0, 1.0, 2), (None, 0.5, 2)]
+)
+def test_refresh_share_of_the_time_postpones_a_due_refresh(
+    tmp_path, max_time, share, refreshes_at_once
+):
+    # The first refresh takes 0.3 s (three new embeddings). At once after it, half of the
+    # time since it began is under 0.3 s: a capped teacher waits, and refreshes once the
+    # time since has doubled. Uncapped, or bounded by steps (no max_time), it refreshes.
+    project = _ten_distinct_slices_labelled_at_0_and_9()
+    teacher, student = _slow_teacher(project, tmp_path, max_time=max_time, sam_time_share=share)
+    refresh = teacher.config.sam_refresh
+    teacher.prepare(student, iteration=0, fraction=0.5)
+    assert teacher.refreshes == 1 and teacher.refresh_seconds >= 0.3
+    teacher.prepare(student, iteration=refresh, fraction=0.6)
+    assert teacher.refreshes == refreshes_at_once
+    if refreshes_at_once == 1:
+        assert teacher.refreshed == 0 and teacher.backend.embedded == 3
+        time.sleep(teacher.refresh_seconds * (1 / share - 1) + 0.05)
+        teacher.prepare(student, iteration=refresh + 1, fraction=0.7)
+        assert teacher.refreshes == 2 and teacher.refreshed == refresh + 1
+    assert teacher.work() == {
+        "refreshes": 2,
+        "refresh_seconds": pytest.approx(teacher.refresh_seconds, abs=0.01),
+        "encode_seconds": pytest.approx(teacher.encode_seconds, abs=0.01),
+    }
+
+
+def test_a_share_outside_0_1_is_refused():
+    with pytest.raises(SsSegError, match="sam_time_share"):
+        TrainConfig(sam_time_share=0.0)
 
 
 @pytest.mark.slow

@@ -38,6 +38,8 @@ class Method:
     """The step from which the last run's teachers taught (None: never, or no teachers)."""
     last_pretrained: int = 0
     """Feature-distillation steps the last run made before its first labelled step."""
+    last_teacher_work: dict | None = None
+    """Per teacher, what its own work came to in the last run (refreshes, seconds)."""
 
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         """(X, Y, Z) labels from the annotated slices of ``volume``."""
@@ -114,9 +116,7 @@ class Learned(Method):
                     precompute_embeddings(project, config)
                 self.last_untimed = time.perf_counter() - start
             model = train_model(project, config)
-            self.last_steps = model.summary["iterations"]
-            self.last_teachers_from = model.summary.get("teachers_from")
-            self.last_pretrained = model.summary.get("pretrained", 0)
+            self._remember_run(model.summary)
             return predict_volume(model, volume, refine=self.refine).labels
 
     def fit(self, project: Project) -> None:
@@ -124,9 +124,14 @@ class Learned(Method):
         self._fit_cache = tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-")
         config = replace(self.config, embedding_cache=self._fit_cache.name)
         self.model = train_model(project, config)
-        self.last_steps = self.model.summary["iterations"]
-        self.last_teachers_from = self.model.summary.get("teachers_from")
-        self.last_pretrained = self.model.summary.get("pretrained", 0)
+        self._remember_run(self.model.summary)
+
+    def _remember_run(self, summary: dict) -> None:
+        """Keep what the benchmark reports of a run (its model's ``summary``)."""
+        self.last_steps = summary["iterations"]
+        self.last_teachers_from = summary.get("teachers_from")
+        self.last_pretrained = summary.get("pretrained", 0)
+        self.last_teacher_work = summary.get("teacher_work") or None
 
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
         if self.model is None:

@@ -166,6 +166,7 @@ def _run_sparse(settings, cases, num_classes, methods, results, report) -> None:
                 "steps": method.last_steps,
                 "teachers_from": method.last_teachers_from,
                 "pretrained": method.last_pretrained,
+                "teacher_work": method.last_teacher_work,
                 **memory.as_dict(),
             }
             row.update(_score(pred, ref, num_classes, annotated, axis))

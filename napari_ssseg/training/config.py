@@ -187,6 +187,13 @@ class TrainConfig:
     # it, and once it is spent the foundation teacher refreshes its targets only on slices
     # already embedded. 1: no cap. Without max_time there is no cap.
     foundation_time_share: float = 1.0
+    # With max_time, the foundation teacher's refreshes (the student's prediction, decoding
+    # its targets, tuning the adapters, new embeddings) take at most this share of the time
+    # since its first refresh: a due refresh waits while they have taken more. A refresh
+    # costs about 8 s on one CPU thread (ACDC, 3 classes, 8 slices; half of it the adapters),
+    # 30 to 50 student steps, so without a cap a 120 s run gives it most of its second half.
+    # 1: no cap. Step-bounded runs (no max_time) are never capped.
+    sam_time_share: float = 1.0
     # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
     fused_weight: float = 1.0
     # The teachers the fused teacher fuses (earlier ones win ties; UnCoL: FUSED_MEMBERS).
@@ -351,6 +358,8 @@ class TrainConfig:
             raise SsSegError("sam_refresh and sam_slices must be at least 1 and sam_weight >= 0")
         if not 0.0 <= self.sam_trust_dice <= 1.0:
             raise SsSegError(f"sam_trust_dice must lie in [0, 1], not {self.sam_trust_dice}")
+        if not 0.0 < self.sam_time_share <= 1.0:
+            raise SsSegError(f"sam_time_share must lie in (0, 1], not {self.sam_time_share}")
         if not 0.0 < self.foundation_time_share <= 1.0:
             raise SsSegError(
                 f"foundation_time_share must lie in (0, 1], not {self.foundation_time_share}"

@@ -127,6 +127,8 @@ class TrainResult:
     """The step from which teachers could teach (the gate opened); None: never."""
     pretrained: int = 0
     """Steps of feature distillation done before the first supervised step."""
+    teacher_work: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per teacher name, what its own work came to (:meth:`Teacher.work`), where it says."""
 
 
 def _draw(rng: np.random.Generator, refs: list[SliceRef], count: int) -> list[SliceRef]:
@@ -376,6 +378,7 @@ def train(
         history,
         teachers_from,
         pretrained_steps,
+        {part.name: part.work() for t in teachers for part in t.parts() if part.work()},
     )
 
 

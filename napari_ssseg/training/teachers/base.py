@@ -50,6 +50,11 @@ class Teacher(ABC):
         (no-op unless the teacher refreshes)."""
         return None
 
+    def work(self) -> dict[str, float]:
+        """What the teacher's own work came to (counts, seconds), for the run's summary;
+        empty for a teacher with nothing worth reporting."""
+        return {}
+
     def parts(self) -> list[Teacher]:
         """The single teachers this one is made of: itself, or a fused teacher's members."""
         return [self]

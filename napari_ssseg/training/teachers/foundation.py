@@ -27,6 +27,10 @@ its embeddings take (and the feature bank's, see ``feature_alignment.py``); once
 the share of the budget, refreshes pick only slices already embedded, so a slow encoder (a CPU)
 cannot starve the student of steps.
 
+Refresh time (``sam_time_share`` < 1 with a ``max_time``): the teacher counts the seconds its
+refreshes take, everything they do included; a due refresh waits while they exceed the share
+of the time since the first one, so the student keeps the rest of the teacher's part of the run.
+
 The other direction: with ``sam_lora_rank`` > 0 the foundation model's mask decoder gets LoRA
 adapters (peft) that learn, at every refresh, for ``sam_tune_steps`` steps: from the user's
 labels on annotated slices (box of each labelled class -> mask, Dice + BCE) and, with the
@@ -178,6 +182,10 @@ class SamTeacher(Teacher):
         self._embedded_candidates: list[SliceRef] | None = None
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
+        # Seconds the refreshes took, and when the first began (time.perf_counter()).
+        self.refresh_seconds = 0.0
+        self.refreshes = 0
+        self._first_refresh: float | None = None
         self.tuner = _DecoderTuner(self, project, config) if config.sam_lora_rank > 0 else None
 
     def loss(
@@ -196,8 +204,19 @@ class SamTeacher(Teacher):
     @torch.no_grad()
     def prepare(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
         due = self.refreshed is None or iteration - self.refreshed >= self.config.sam_refresh
-        if not due or not self.candidates:
+        if not due or not self.candidates or self._refresh_time_spent():
             return
+        begun = time.perf_counter()
+        if self._first_refresh is None:
+            self._first_refresh = begun
+        try:
+            self._refresh(student, iteration, fraction)
+        finally:
+            self.refresh_seconds += time.perf_counter() - begun
+
+    def _refresh(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
+        """New targets for the least recently refreshed candidates (and a tuning of the
+        adapters, and the trust measure, when on)."""
         allowed = self.candidates
         if self._encoder_time_spent():
             if self._embedded_candidates is None:
@@ -229,7 +248,24 @@ class SamTeacher(Teacher):
             else:
                 self._targets.pop(ref, None)
         self.refreshed = iteration
+        self.refreshes += 1
         self.version += 1
+
+    def work(self) -> dict[str, float]:
+        return {
+            "refreshes": self.refreshes,
+            "refresh_seconds": round(self.refresh_seconds, 2),
+            "encode_seconds": round(self.encode_seconds, 2),
+        }
+
+    def _refresh_time_spent(self) -> bool:
+        """Whether the refreshes have taken more than ``sam_time_share`` of the time since the
+        first (any copy's count; never before the first, never without ``max_time``)."""
+        share = self.config.sam_time_share
+        if self.config.max_time is None or share >= 1.0 or self._first_refresh is None:
+            return False
+        since = time.perf_counter() - self._first_refresh
+        return bool(self.peers.gather_flags([self.refresh_seconds > share * since]).any())
 
     def _encoder_time_spent(self) -> bool:
         """Whether the embeddings have taken their share of the budget (any copy's count)."""

@@ -191,8 +191,9 @@ class TrainConfig:
     # its targets, tuning the adapters, new embeddings) take at most this share of the time
     # since its first refresh: a due refresh waits while they have taken more. A refresh
     # costs about 8 s on one CPU thread (ACDC, 3 classes, 8 slices; half of it the adapters),
-    # 30 to 50 student steps, so without a cap a 120 s run gives it most of its second half.
-    # 1: no cap. Step-bounded runs (no max_time) are never capped.
+    # some 55 student steps: in 120 s on ACDC the refreshes took 40 to 47 s, two thirds of
+    # the teacher's half (sam_teacher_time_v1.sh). 1: no cap. Step-bounded runs (no
+    # max_time) are never capped.
     sam_time_share: float = 1.0
     # Weight of the fused (UnCoL) teacher's confidence-weighted CE, ramped up from ssl_start.
     fused_weight: float = 1.0

@@ -378,7 +378,7 @@ def train(
         history,
         teachers_from,
         pretrained_steps,
-        {part.name: part.work() for t in teachers for part in t.parts() if part.work()},
+        {p.name: work for t in teachers for p in t.parts() if (work := p.work())},
     )
 
 

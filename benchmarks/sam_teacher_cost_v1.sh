@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 ITERS=${SSSEG_BENCH_ITERS:-900}
 source benchmarks/sparse_sets.sh
 
-sparse_bench acdc "$OUT/acdc_sparse_sam_cost_r100_v1.json" --methods ssl+sam-refine+precompute \
-  --max-iters "$ITERS" --seed 0 --config benchmarks/sam_refresh_100.json \
-  > "$OUT/sparse_sam_cost_r100_v1.log" 2>&1 &
-sparse_bench acdc "$OUT/acdc_sparse_sam_cost_frozen_v1.json" --methods ssl+sam-refine+precompute \
-  --max-iters "$ITERS" --seed 0 --config benchmarks/sam_no_lora.json \
-  > "$OUT/sparse_sam_cost_frozen_v1.log" 2>&1 &
+variant() {  # variant NAME CONFIG: one stream, the teacher with the settings of CONFIG
+  sparse_bench acdc "$OUT/acdc_sparse_sam_cost_$1_v1.json" --methods ssl+sam-refine+precompute \
+    --max-iters "$ITERS" --seed 0 --config "benchmarks/$2" > "$OUT/sparse_sam_cost_$1_v1.log" 2>&1
+}
+variant r100 sam_refresh_100.json &
+variant frozen sam_no_lora.json &
 wait
-python benchmarks/tables.py acdc_sparse_refine4_off.json+acdc_sparse_sam_cost_r100_v1.json
-python benchmarks/tables.py acdc_sparse_refine4_off.json+acdc_sparse_sam_cost_frozen_v1.json
+for name in r100 frozen; do
+  python benchmarks/tables.py "acdc_sparse_refine4_off.json+acdc_sparse_sam_cost_${name}_v1.json"
+done

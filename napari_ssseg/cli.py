@@ -20,29 +20,18 @@ from napari_ssseg.cluster_cli import (
     train_on_cluster,
     wants_cluster,
 )
+from napari_ssseg.settings.prediction import REFINE_MODES
+from napari_ssseg.settings.presets import DEFAULT_METHOD, PRESETS, parse_method
 
 if TYPE_CHECKING:
     from napari_ssseg.annotation import Project
-    from napari_ssseg.training.config import TrainConfig
+    from napari_ssseg.settings import TrainConfig
 
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
-TRAINING_METHODS = (
-    "unet",
-    "mt",
-    "shape",
-    "flow",
-    "connect",
-    "ssl",
-    "sc-sam",
-    "curriculum",
-    "uncol",
-    "full",
+METHOD_HELP = (
+    f"training method: a preset ({', '.join(PRESETS)}; default {DEFAULT_METHOD}), optionally "
+    "followed by +part/-part switches (ssl+sam, ssl-shape)"
 )
-"""The keys of ``training.config.METHODS``, repeated so ``--help`` needs no torch import."""
-DEFAULT_METHOD = "ssl"
-"""``TrainConfig.method``'s default, repeated for the same reason (a test keeps them equal)."""
-REFINE_MODES = ("off", "auto", "sam")
-"""``training.config.REFINE_MODES``, repeated so ``--help`` needs no torch import."""
 MAX_LISTED_SLICES = 100_000
 """More slice indices than any volume has (NIfTI-1 axes stop at 32767): a longer list or range
 is a typo, refused before it fills the memory."""
@@ -181,9 +170,7 @@ def _add_volume_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="an MSD/nnU-Net folder of volumes")
     parser.add_argument("--split", help="split of --data's dataset.json to use")
     parser.add_argument("--classes", help="comma-separated class names for labels 1..C")
-    parser.add_argument(
-        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
-    )
+    parser.add_argument("--method", help=METHOD_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Makes, from the images alone, what a later 'napari-ssseg train' of the "
         "same volumes and settings would make inside its time budget: the foundation "
         "model's embeddings of every slice it could use and, for settings with "
-        "pretrain_steps, the network pretrained by distillation (one volume only: a run of "
-        "several pretrains itself). Give it the volumes, --method, --config and --seed of "
+        "features.pretrain_steps, the network pretrained by distillation (one volume only: a "
+        "run of several pretrains itself). Give it the volumes, --method, --config and --seed of "
         "that train command; labels (or --classes) only set the class count.",
     )
     _add_volume_options(prepare)
@@ -249,9 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", choices=("ct", "mr"), default="ct")
     demo.add_argument("--organ", default="liver")
     demo.add_argument("--k", type=int, default=4, help="annotated slices to reveal")
-    demo.add_argument(
-        "--method", choices=TRAINING_METHODS, help=f"training preset (default: {DEFAULT_METHOD})"
-    )
+    demo.add_argument("--method", help=METHOD_HELP)
     _add_training_options(demo)
     demo.set_defaults(max_time=60.0)
 
@@ -297,19 +282,32 @@ def _settings_file(path: Path | None) -> dict:
     return values
 
 
-def _training_config(args: argparse.Namespace, method: str | None):
-    from napari_ssseg.training.config import TrainConfig
+def command_line_settings(args: argparse.Namespace) -> dict:
+    """The settings the run options give (seed, device, budget), written over a settings
+    file's."""
+    values: dict = {"seed": args.seed, "device": args.device}
+    budget = {
+        key: value
+        for key in ("max_time", "max_iters")
+        if (value := getattr(args, key, None)) is not None
+    }
+    if budget:
+        values["budget"] = budget
+    return values
+
+
+def _training_config(args: argparse.Namespace, method: str | None) -> TrainConfig:
+    """The settings of ``--config``, the method (``--method``, else the file's, else the
+    default) with what its switches write, and the run options."""
+    from napari_ssseg.settings import TrainConfig
 
     values = _settings_file(getattr(args, "config", None))
-    if method is not None:
-        values.setdefault("method", method)
-    values["seed"] = args.seed
-    values["device"] = args.device
-    if getattr(args, "max_time", None) is not None:
-        values["max_time"] = args.max_time
-    if getattr(args, "max_iters", None) is not None:
-        values["max_iters"] = args.max_iters
-    return TrainConfig.from_dict(values)
+    name = method or values.get("method") or DEFAULT_METHOD
+    flags = parse_method(str(name)).flags
+    if flags:
+        raise CliError(f"--method {name}: +{', +'.join(sorted(flags))} is for 'bench' only")
+    config = TrainConfig.for_method(str(name), values)
+    return config.with_values(command_line_settings(args))
 
 
 def progress_printer(label: str):
@@ -342,44 +340,33 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return _train_project(args, load_project(specs, class_names), config)
     with SliceStore.temporary() as store:
         project = load_project_streamed(
-            specs, class_names, store, config.image_size, config.intensity
+            specs, class_names, store, config.student.image_size, config.student.intensity
         )
         return _train_project(args, project, config)
 
 
-def _train_project(args: argparse.Namespace, project: Project, config: TrainConfig) -> int:
-    from napari_ssseg.model_store import load_model, save_model
-    from napari_ssseg.pipeline import train_model, undertrained_warning
-    from napari_ssseg.training.student_store import stored_student
+def notice(line: str) -> None:
+    """Print a line for the user to stderr, as ``napari-ssseg: LINE``."""
+    print(f"napari-ssseg: {line}", file=sys.stderr, flush=True)
 
-    for warning in project.warnings(semi_supervised=bool(config.teachers)):
-        print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
+
+def _train_project(args: argparse.Namespace, project: Project, config: TrainConfig) -> int:
+    from napari_ssseg.model_store import save_model
+    from napari_ssseg.tasks.train import train_model
+
     if wants_cluster(args):
-        summary = train_on_cluster(args, project, config, args.init)
+        for warning in project.warnings(semi_supervised=bool(config.active_teachers)):
+            notice(f"warning: {warning}")
+        show = progress_printer(f"train ({args.workers} workers)")
+        summary = train_on_cluster(args, project, config, args.init, show)
         print(
             f"model written to {args.out} ({summary['iterations']} steps on {args.workers} "
             f"worker(s), {summary['seconds']:.0f} s)"
         )
         return 0
-    init = load_model(args.init) if args.init is not None else None
-    if init is not None and (
-        init.config.channels != config.channels or init.num_classes != project.num_classes
-    ):
-        raise CliError(
-            f"--init {args.init}: that model has U-Net channels {list(init.config.channels)} "
-            f"and {init.num_classes} classes; this run has {list(config.channels)} and "
-            f"{project.num_classes}"
-        )
-    # Looked up here (train_model would otherwise look again) to say where the run starts.
-    prepared = stored_student(project, config) if init is None else None
-    if prepared is not None:
-        print("train: starting from the network made by 'napari-ssseg prepare'", file=sys.stderr)
     model = train_model(
-        project, config, init=init, on_progress=progress_printer("train"), pretrained=prepared
+        project, config, args.init, on_progress=progress_printer("train"), notify=notice
     )
-    warning = undertrained_warning(model.summary, config)
-    if warning:
-        print(f"napari-ssseg: warning: {warning}", file=sys.stderr)
     save_model(model, args.out)
     print(
         f"model written to {args.out} ({model.summary['iterations']} steps, "
@@ -409,10 +396,10 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
     which is the run that looks for it (a run of several streams its volumes and pretrains
     itself)."""
     from napari_ssseg.annotation import infer_class_names
-    from napari_ssseg.foundation.precompute import needs_embeddings
-    from napari_ssseg.preparation import prepare_volumes
+    from napari_ssseg.foundation.loading import embedding_cache
     from napari_ssseg.project_io import load_annotated_volume
-    from napari_ssseg.training.teachers.foundation import embedding_cache
+    from napari_ssseg.tasks.embeddings import needs_embeddings
+    from napari_ssseg.tasks.prepare import prepare_volumes
 
     specs, class_names = _volume_specs(args, extra, "prepare")
     config = _training_config(args, args.method)
@@ -427,14 +414,14 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 f"{len(class_names)} class; a run with more classes may need more",
                 file=sys.stderr,
             )
-    pretrain = config.pretrain_steps > 0 and len(specs) == 1
+    pretrain = config.features.pretrain_steps > 0 and len(specs) == 1
     if not needs_embeddings(config, len(class_names)) and not pretrain:
         raise CliError(
             f"nothing to prepare: method {config.method} with these settings and "
             f"{len(class_names)} class(es) uses no foundation model and does not pretrain "
-            "(pretrain_steps in --config); 'napari-ssseg train' needs no preparation"
+            "(features.pretrain_steps in --config); 'napari-ssseg train' needs no preparation"
         )
-    if config.pretrain_steps > 0 and not pretrain:
+    if config.features.pretrain_steps > 0 and not pretrain:
         print(
             "napari-ssseg: warning: a run of several volumes pretrains inside its own time; "
             "only the embeddings are prepared",
@@ -447,7 +434,7 @@ def run_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
         loaders = [lambda spec=spec: load_annotated_volume(spec) for spec in specs]
     prepared = prepare_volumes(loaders, class_names, config, pretrain, preparation_printer())
     assert prepared is not None  # nothing asks it to stop; Ctrl-C raises instead
-    print(f"{prepared.summary()}; kept in {embedding_cache(config).root}")
+    print(f"{prepared.summary()}; kept in {embedding_cache(config.foundation).root}")
     return 0
 
 
@@ -473,10 +460,10 @@ def preparation_printer():
 
 def run_predict(args: argparse.Namespace) -> int:
     from napari_ssseg.annotation import AnnotatedVolume
-    from napari_ssseg.inference.predict import annotation_for_prediction, predict_volume
     from napari_ssseg.io.nifti import read_labels, read_volume
-    from napari_ssseg.io.outputs import write_prediction
     from napari_ssseg.model_store import load_model
+    from napari_ssseg.tasks.outputs import write_prediction
+    from napari_ssseg.tasks.predict import predict
 
     _positive("--passes", args.passes)
     if args.refine is not None and args.refine not in REFINE_MODES:
@@ -502,13 +489,11 @@ def run_predict(args: argparse.Namespace) -> int:
         annotation = AnnotatedVolume.from_labels(image, labels, axis, slices)
     elif args.annotated_slices:
         raise CliError("--annotated-slices needs --labels")
-    annotation = annotation_for_prediction(model, annotation, axis, image)
-    annotation.check_slice_size()
-    prediction = predict_volume(
-        model, annotation, passes=args.passes, device=args.device, refine=args.refine
+    prediction = predict(
+        model, image, annotation, axis, passes=args.passes, device=args.device, refine=args.refine
     )
     if prediction.refinement is not None:
-        print(f"napari-ssseg: {prediction.refinement.summary()}", file=sys.stderr)
+        notice(prediction.refinement.summary())
     paths = write_prediction(prediction, image, args.out)
     for path in paths.values():
         print(path)
@@ -549,7 +534,7 @@ def run_bench(args: argparse.Namespace) -> int:
         json_path=args.json,
         training=_settings_file(args.config),
     )
-    chosen = sorted({"method", "teachers_override"} & set(settings.training))
+    chosen = sorted({"method", "teachers", "teachers_override"} & set(settings.training))
     if chosen:
         verb = "is" if len(chosen) == 1 else "are"
         raise CliError(

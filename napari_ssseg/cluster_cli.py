@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,17 @@ def check_workers(args: argparse.Namespace) -> None:
 
 
 def train_on_cluster(
-    args: argparse.Namespace, project: Any, config: Any, init_dir: Path | None
+    args: argparse.Namespace,
+    project: Any,
+    config: Any,
+    init_dir: Path | None,
+    on_progress: Callable[[Any], None],
 ) -> dict:
     """Train ``project`` through a :class:`RayRunner`; the model is written to ``args.out``.
 
-    Returns the run summary; progress goes to stderr, Ctrl-C cancels the job.
+    Returns the run summary; ``on_progress`` takes every 10th training progress event,
+    Ctrl-C cancels the job.
     """
-    from napari_ssseg.cli import progress_printer
     from napari_ssseg.errors import SsSegError
     from napari_ssseg.runner.events import ProgressEvent, RunStatus
     from napari_ssseg.runner.job import TrainingJob, VolumeInput
@@ -69,7 +74,6 @@ def train_on_cluster(
         volumes, list(project.class_names), config.to_dict(), args.out, init_dir, args.threads
     )
     runner = RayRunner(address=args.ray_address, workers=args.workers)
-    show = progress_printer(f"train ({args.workers} workers)")
     shown = 0
     try:
         runner.start(job)
@@ -79,7 +83,7 @@ def train_on_cluster(
                     continue
                 if event.iteration >= shown + 10 or event.iteration == 1:
                     shown = event.iteration
-                    show(event)
+                    on_progress(event)
             time.sleep(0.2)
     except KeyboardInterrupt:
         runner.cancel()

@@ -16,14 +16,14 @@ from napari_ssseg.annotation import AnnotatedVolume, Project, default_slice_axis
 from napari_ssseg.bench.metrics import dice_per_class
 from napari_ssseg.bench.protocols import reveal_slices, sparse_slice_indices
 from napari_ssseg.errors import SsSegError
-from napari_ssseg.inference.predict import predict_volume
-from napari_ssseg.io.montage import write_montage
 from napari_ssseg.io.nifti import read_labels, read_volume, write_labels
-from napari_ssseg.io.outputs import write_prediction
 from napari_ssseg.model_store import save_model
-from napari_ssseg.pipeline import train_model, undertrained_warning
 from napari_ssseg.sample_data import load_sample
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.tasks.montage import write_montage
+from napari_ssseg.tasks.outputs import write_prediction
+from napari_ssseg.tasks.predict import predict
+from napari_ssseg.tasks.train import train_model
 from napari_ssseg.training.loop import TrainProgress
 
 
@@ -63,11 +63,10 @@ def run_demo(out_dir: Path, sample: str, organ: str, k: int, config: TrainConfig
                 flush=True,
             )
 
-    model = train_model(project, config, on_progress=show)
-    warning = undertrained_warning(model.summary, config)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    prediction = predict_volume(model, volume)
+    model = train_model(
+        project, config, on_progress=show, notify=lambda line: print(line, file=sys.stderr)
+    )
+    prediction = predict(model, image, volume)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_prediction(prediction, image, out_dir)
     paths["model"] = save_model(model, out_dir / "model")

@@ -18,5 +18,9 @@ class AnnotationError(SsSegError):
     """The annotations cannot be used for training (no slice, bad label values...)."""
 
 
+class ModelCardError(SsSegError):
+    """An unknown foundation model id, or a model card that cannot be used as asked."""
+
+
 class TrainingCancelled(SsSegError):
     """Training was stopped on request before it produced a model."""

@@ -3,7 +3,7 @@
 Layout of a model folder::
 
     model.safetensors      U-Net weights
-    model.json             format version, training settings, classes, slice axis, run summary
+    model.json             format version, training settings (by section), classes, run summary
     annotations.safetensors  the annotated slices of each training volume, keyed by the
                            volume's content hash, so predicting a training volume keeps the
                            user's labels exactly there
@@ -32,9 +32,11 @@ from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.errors import InputError
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.networks.unet import unet_for
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 holds the settings flat (read through :mod:`napari_ssseg.settings.legacy`)."""
 WEIGHTS_FILE = "model.safetensors"
 SETTINGS_FILE = "model.json"
 ANNOTATIONS_FILE = "annotations.safetensors"
@@ -72,7 +74,7 @@ class TrainedModel:
 
     def network(self) -> torch.nn.Module:
         """A U-Net with these weights, in eval mode on the CPU."""
-        net = unet_for(self.config, self.num_classes)
+        net = unet_for(self.config.student, self.num_classes)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -224,10 +226,10 @@ def load_model(folder: str | Path) -> TrainedModel:
         settings = json.loads(settings_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{settings_path}: not valid JSON ({error})") from error
-    if settings.get("format_version") != FORMAT_VERSION:
+    if settings.get("format_version") not in READABLE_VERSIONS:
         raise InputError(
             f"{settings_path}: model format {settings.get('format_version')!r} is not supported "
-            f"(expected {FORMAT_VERSION})"
+            f"(expected one of {', '.join(map(str, READABLE_VERSIONS))})"
         )
     config = TrainConfig.from_dict(settings["config"])
     try:

@@ -13,8 +13,8 @@ from napari_ssseg.io.msd import read_msd
 from napari_ssseg.io.nifti import read_labels, read_volume
 
 if TYPE_CHECKING:
-    from napari_ssseg.data.intensity import IntensityConfig
     from napari_ssseg.data.slice_store import SliceStore, StreamedProject
+    from napari_ssseg.settings.student import IntensityConfig
 
 
 @dataclass

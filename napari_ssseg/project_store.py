@@ -28,7 +28,7 @@ import numpy as np
 from napari_ssseg.annotation import AnnotatedVolume
 from napari_ssseg.errors import InputError
 from napari_ssseg.io.nifti import read_labels, write_labels
-from napari_ssseg.io.outputs import safe_name
+from napari_ssseg.io.paths import safe_name
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import volume_key
 from napari_ssseg.sample_data import SAMPLES
@@ -65,7 +65,7 @@ def default_project_dir(image: Volume) -> Path:
     """``<image name>.ssseg`` beside the image file; for an image without a file, a sample
     shipped with the package or a read-only folder, a folder in the user's cache instead.
 
-    The name is made safe first (:func:`~napari_ssseg.io.outputs.safe_name`): a layer named
+    The name is made safe first (:func:`~napari_ssseg.io.paths.safe_name`): a layer named
     ``../../x`` must not move the project out of that folder."""
     path = image.path
     samples = {case.image.parent.resolve() for case in SAMPLES.values()}

@@ -66,24 +66,18 @@ def case_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 TINY_TRAINING = {
-    "image_size": 32,
-    "channels": [8, 16, 32],
-    "inference_passes": 2,
     "device": "cpu",
-    "refine": "off",
+    "student": {"image_size": 32, "channels": [8, 16, 32]},
+    "prediction": {"passes": 2, "refine": "off"},
 }
 """Settings of a training job that takes seconds (tests of runners, faults, Ray). Without
 refinement: ``ssl`` on two classes would otherwise load the foundation model in every job
 (the default's refinement has tests of its own, tests/test_sam_refine.py)."""
 
 TINY_CLI_CONFIG = {
-    "image_size": 32,
-    "channels": [8, 16, 32],
-    "batch_size": 2,
-    "unlabelled_batch_size": 1,
-    "teacher_cache": 4,
-    "inference_passes": 2,
-    "refine": "off",
+    "student": {"image_size": 32, "channels": [8, 16, 32]},
+    "batch": {"size": 2, "unlabelled": 1, "target_cache": 4},
+    "prediction": {"passes": 2, "refine": "off"},
 }
 """A ``--config`` file's settings small enough for a few CPU seconds of train + predict
 through the CLI (without refinement, as :data:`TINY_TRAINING`)."""
@@ -96,19 +90,21 @@ def echo(monkeypatch):
     slices it embedded); one torch thread."""
     import torch
 
-    from napari_ssseg.training.teachers import foundation
+    from napari_ssseg.foundation import loading
     from tests.test_feature_losses import ImageEchoBackend
 
     torch.set_num_threads(1)
     backend = ImageEchoBackend()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: backend)
+    monkeypatch.setattr(loading, "load_backend", lambda settings: backend)
     return backend
 
 
 def synthetic_job(model_dir: Path, annotated=(4, 8, 12), probes=(), threads=None, **config):
     """A :class:`TrainingJob` on :func:`synthetic_case` with ``TINY_TRAINING`` settings
-    (``config`` overrides them), saving its model into ``model_dir``."""
+    (``config``, settings by section, written over them), saving its model into
+    ``model_dir``."""
     from napari_ssseg.runner.job import TrainingJob, VolumeInput
+    from napari_ssseg.settings.values import merged
 
     image, labels = synthetic_case()
     volume = VolumeInput(
@@ -120,5 +116,5 @@ def synthetic_job(model_dir: Path, annotated=(4, 8, 12), probes=(), threads=None
         name="case",
         probe_slices=list(probes),
     )
-    settings = TINY_TRAINING | config
+    settings = merged(TINY_TRAINING, config)
     return TrainingJob([volume], ["ellipsoid", "blob"], settings, model_dir, threads=threads)

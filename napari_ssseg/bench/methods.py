@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.baselines.interpolation import interpolate_between_slices
-from napari_ssseg.inference.predict import predict_volume
 from napari_ssseg.model_store import TrainedModel
-from napari_ssseg.pipeline import train_model
-from napari_ssseg.training.config import METHODS, TEACHERS, TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.presets import parse_method
+from napari_ssseg.tasks.predict import predict
+from napari_ssseg.tasks.train import train_model
 
 
 class Method:
@@ -76,7 +77,7 @@ class Interpolation(Method):
 
 @dataclass
 class Learned(Method):
-    """A trained U-Net; ``config.method`` names the preset (see ``training.config.METHODS``);
+    """A trained U-Net; ``config.method`` names the preset (``settings.presets.PRESETS``);
     ``refine`` is the prediction's refine mode (None: the model's default); ``label`` the name
     in tables (default: the preset's)."""
 
@@ -88,8 +89,8 @@ class Learned(Method):
     precompute: bool = False
     """Embed every slice the run needs before it starts, untimed (see ``last_untimed``)."""
     pretrain_before: bool = False
-    """With ``precompute``: the run's pretraining (``pretrain_steps``) too, before it starts
-    and untimed, as the dock does while the user labels."""
+    """With ``precompute``: the run's pretraining (``features.pretrain_steps``) too, before it
+    starts and untimed, as the dock does while the user labels."""
     _fit_cache: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
@@ -99,30 +100,31 @@ class Learned(Method):
     def segment_sparse(self, volume: AnnotatedVolume, num_classes: int) -> np.ndarray:
         project = Project([volume], [f"class {i}" for i in range(1, num_classes + 1)])
         with tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-") as cache:
-            config = replace(self.config, embedding_cache=cache)
+            config = self.config.with_values({"foundation": {"embedding_cache": cache}})
             self.last_untimed = 0.0
             if self.precompute:
-                from napari_ssseg.foundation.precompute import precompute_embeddings
+                from napari_ssseg.tasks.embeddings import precompute_embeddings
 
                 start = time.perf_counter()
-                if config.pretrain_steps > 0 and self.pretrain_before:
+                if config.features.pretrain_steps > 0 and self.pretrain_before:
                     from napari_ssseg.training.student_store import prepare_student
 
                     # The run itself embeds only what its method needs besides; it finds
                     # the student in the cache, as after the dock's preparation job.
-                    precompute_embeddings(project, replace(config, pretrain_steps=0))
+                    unprepared = config.with_values({"features": {"pretrain_steps": 0}})
+                    precompute_embeddings(project, unprepared)
                     prepare_student(project, config)
                 else:
                     precompute_embeddings(project, config)
                 self.last_untimed = time.perf_counter() - start
             model = train_model(project, config)
             self._remember_run(model.summary)
-            return predict_volume(model, volume, refine=self.refine).labels
+            return predict(model, volume.image, volume, refine=self.refine).labels
 
     def fit(self, project: Project) -> None:
         # The cache lives until the next fit: segment() refines with it.
         self._fit_cache = tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-")
-        config = replace(self.config, embedding_cache=self._fit_cache.name)
+        config = self.config.with_values({"foundation": {"embedding_cache": self._fit_cache.name}})
         self.model = train_model(project, config)
         self._remember_run(self.model.summary)
 
@@ -136,7 +138,7 @@ class Learned(Method):
     def segment(self, volume: AnnotatedVolume) -> np.ndarray:
         if self.model is None:
             raise RuntimeError("fit() must run before segment()")
-        return predict_volume(self.model, volume, refine=self.refine).labels
+        return predict(self.model, volume.image, volume, refine=self.refine).labels
 
 
 @dataclass
@@ -159,58 +161,25 @@ class SamBox(Method):
             self._backend = LiteMedSamBackend.load()
         with tempfile.TemporaryDirectory(prefix="ssseg-bench-embeddings-") as folder:
             return segment_with_propagated_boxes(
-                volume, num_classes, self._backend, EmbeddingCache(folder), self.config.intensity
+                volume,
+                num_classes,
+                self._backend,
+                EmbeddingCache(folder),
+                self.config.student.intensity,
             )
 
 
-PARTS: dict[str, tuple[dict, dict]] = {
-    "cutmix": ({"cutmix": True}, {"cutmix": False}),
-    "distill": ({"distill_weight": 1.0}, {"distill_weight": 0.0}),
-    "prototype": ({"prototype_weight": 0.5}, {"prototype_weight": 0.0}),
-    "gate": ({"teacher_gate_dice": 0.8}, {"teacher_gate_dice": 0.0}),
-    "trust": ({"sam_trust_dice": 0.8}, {"sam_trust_dice": 0.0}),
-    "cap": ({"foundation_time_share": 0.3}, {"foundation_time_share": 1.0}),
-    "strong": ({"strong_view": True}, {"strong_view": False}),
-    "pretrain": ({"pretrain_steps": 200}, {"pretrain_steps": 0}),
-    "hard": (
-        {"consistency_loss": "ce", "consistency_weight": 1.0},
-        {"consistency_loss": "mse", "consistency_weight": 0.1},
-    ),
-}
-"""Training parts a learned method's name can switch on (``+part``) or off (``-part``), as
-the settings each way. Teacher names (``training.config.TEACHERS``) add or drop teachers, and
-``refine`` sets the prediction's refine mode to auto (``+``) or off (``-``); ``+precompute``
-embeds every slice the run needs before it starts, outside its time (as when the embeddings
-are made while the user labels); ``+prepare`` is ``+pretrain+precompute`` with the
-pretraining made before the run too, outside its time (as the dock does while the user
-labels)."""
-
 FIXED_METHODS = ("interp", "interp-nn", "sam-box")
-
-
-def _changes(name: str) -> list[tuple[str, str]]:
-    """``ssl+sam-shape`` -> [("+", "sam"), ("-", "shape")] (what follows the preset)."""
-    out, sign, word = [], "", ""
-    for char in name:
-        if char in "+-" and sign:
-            out.append((sign, word))
-            sign, word = char, ""
-        elif char in "+-":
-            sign = char
-        else:
-            word += char
-    if sign:
-        out.append((sign, word))
-    return out
 
 
 def make_method(name: str, config: TrainConfig) -> Method:
     """Build a method by its benchmark name; ``config`` is the base training settings.
 
-    Learned methods are a preset of ``training.config.METHODS`` followed by any number of
-    ``+part`` / ``-part`` switches (ablations): ``ssl+sam`` (ssl with the foundation-model
-    teacher added), ``full-cutmix``, ``unet+refine``. Raises ``ValueError`` naming what is
-    not understood.
+    Learned methods are a preset followed by any number of ``+part`` / ``-part`` switches
+    (:func:`~napari_ssseg.settings.presets.parse_method`): ``ssl+sam`` (ssl with the
+    foundation-model teacher added), ``full-cutmix``, ``unet+refine``; the benchmark's own
+    ``+precompute`` and ``+prepare`` make embeddings (and the pretrained student) before the
+    run, outside its time. Raises :class:`SsSegError` naming what is not understood.
     """
     if name == "interp":
         return Interpolation(extrapolate=False)
@@ -218,44 +187,12 @@ def make_method(name: str, config: TrainConfig) -> Method:
         return Interpolation(extrapolate=True)
     if name == "sam-box":
         return SamBox(config)
-    base = next((m for m in sorted(METHODS, key=len, reverse=True) if name.startswith(m)), None)
-    rest = name[len(base) :] if base else name
-    if base is None or (rest and rest[0] not in "+-"):
-        raise ValueError(
-            f"unknown method {name!r}: a learned method is one of {', '.join(METHODS)}, "
-            "optionally followed by +part/-part switches"
-        )
-    teachers = list(METHODS[base])
-    settings: dict = {"method": base}
-    refine, precompute, pretrain_before = None, False, False
-    for sign, part in _changes(rest):
-        if part in TEACHERS:
-            if sign == "+" and part not in teachers:
-                teachers.append(part)
-            elif sign == "-" and part in teachers:
-                teachers.remove(part)
-            else:
-                raise ValueError(f"{name}: {base} {'has' if sign == '+' else 'lacks'} {part}")
-        elif part in PARTS:
-            settings.update(PARTS[part][0 if sign == "+" else 1])
-        elif part == "refine":
-            refine = "auto" if sign == "+" else "off"
-        elif part == "precompute" and sign == "+":
-            precompute = True
-        elif part == "prepare" and sign == "+":
-            settings.update(PARTS["pretrain"][0])
-            precompute = pretrain_before = True
-        else:
-            known = ", ".join([*TEACHERS, *PARTS, "refine", "precompute", "prepare"])
-            raise ValueError(f"{name}: unknown part {part!r}; parts: {known}")
-    if tuple(teachers) != METHODS[base]:
-        settings["teachers_override"] = tuple(teachers)
-    if refine is not None:  # the model's own default too: +precompute embeds what it needs
-        settings["refine"] = refine
+    method = parse_method(name)
+    refine = method.settings.get("prediction", {}).get("refine")
     return Learned(
-        replace(config, **settings),
+        config.with_values(method.values()),
         refine=refine,
         label=name,
-        precompute=precompute,
-        pretrain_before=pretrain_before,
+        precompute=bool(method.flags),
+        pretrain_before="prepare" in method.flags,
     )

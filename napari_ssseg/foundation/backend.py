@@ -24,8 +24,8 @@ from torch import nn
 
 from napari_ssseg.errors import InputError
 from napari_ssseg.foundation.prompts import PromptSet
-from napari_ssseg.foundation.registry import ModelCard
 from napari_ssseg.foundation.transforms import SliceTransform
+from napari_ssseg.settings.model_cards import ModelCard
 
 PerImage = torch.Tensor | Sequence[torch.Tensor | None] | None
 

@@ -17,10 +17,11 @@ import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.baselines.interpolation import interpolate_between_slices
-from napari_ssseg.data.intensity import IntensityConfig, normalise_intensity
+from napari_ssseg.data.intensity import normalise_intensity
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.embedding_cache import EmbeddingCache, embed_slices
 from napari_ssseg.foundation.mask_labels import labels_from_mask_logits
+from napari_ssseg.settings.student import IntensityConfig
 
 
 def mask_box(mask: np.ndarray, margin: float = 2.0) -> np.ndarray | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from napari_ssseg.foundation.errors import CheckpointError
-from napari_ssseg.foundation.registry import ModelCard
+from napari_ssseg.settings.model_cards import ModelCard
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,3 @@ from napari_ssseg.errors import SsSegError
 
 class CheckpointError(SsSegError):
     """A checkpoint is missing, unverifiable, or its bytes do not match its model card."""
-
-
-class ModelCardError(SsSegError):
-    """An unknown model id, or a registry entry that cannot be used as asked."""

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
+from napari_ssseg.errors import ModelCardError
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.checkpoints import load_into, load_state_dict
-from napari_ssseg.foundation.errors import ModelCardError
-from napari_ssseg.foundation.registry import model_card
+from napari_ssseg.settings.model_cards import model_card
 
 MODEL_ID = "litemedsam"
 

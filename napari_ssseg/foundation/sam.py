@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from napari_ssseg.errors import ModelCardError
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.checkpoints import load_into, load_state_dict
-from napari_ssseg.foundation.errors import ModelCardError
-from napari_ssseg.foundation.registry import ModelCard, model_card
+from napari_ssseg.settings.model_cards import ModelCard, model_card
 
 
 class SamBackend(FoundationBackend):

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, default_slice_axis, slice_index
+from napari_ssseg.data.connectivity import keep_connected_to_slices
 from napari_ssseg.data.slice_grid import SliceGrid
-from napari_ssseg.data.slices import prepare_image, stack_context
-from napari_ssseg.inference.connectivity import keep_connected_to_slices
+from napari_ssseg.data.slices import prepare_image
 from napari_ssseg.inference.sam_refine import (
     Refinement,
     load_refiner,
@@ -26,8 +26,8 @@ from napari_ssseg.inference.sam_refine import (
 )
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.model_store import TrainedModel
-from napari_ssseg.training.loop import resolve_device
-from napari_ssseg.training.uncertainty import (
+from napari_ssseg.networks.device import resolve_device
+from napari_ssseg.networks.uncertainty import (
     mc_dropout_probs,
     normalised_entropy,
     slice_uncertainty_scores,
@@ -93,7 +93,7 @@ def predict_volume(
     """
     config = model.config
     refine = resolve_refine(refine, config, model.num_classes)
-    passes = config.inference_passes if passes is None else passes
+    passes = config.prediction.passes if passes is None else passes
     torch_device = resolve_device(device or config.device)
     unet_progress = on_progress
     if refine != "off" and on_progress is not None:
@@ -103,7 +103,9 @@ def predict_volume(
 
     network = model.network().to(torch_device)
     image = annotation.image
-    images, grid = prepare_image(image, annotation.axis, config.image_size, config.intensity)
+    images, grid = prepare_image(
+        image, annotation.axis, config.student.image_size, config.student.intensity
+    )
 
     # The outputs are the only whole-volume arrays made here: int16 labels and float32
     # uncertainty on the source grid. Class probabilities exist for one batch of slices on
@@ -116,7 +118,7 @@ def predict_volume(
         torch.manual_seed(config.seed)
         for first in range(0, num_slices, batch_size):
             indices = range(first, min(first + batch_size, num_slices))
-            inputs = torch.stack([stack_context(images, i, config.context) for i in indices])
+            inputs = torch.stack([images[i : i + 1] for i in indices])
             probs = mc_dropout_probs(network, inputs.to(torch_device), passes).cpu()
             step = _source_batch(probs.shape[1], grid)
             for start in range(0, len(indices), step):
@@ -145,7 +147,7 @@ def predict_volume(
         labels[key] = annotation.labels[key]
         uncertainty[key] = 0.0
         scores[i] = 0.0
-    if config.keep_connected:
+    if config.prediction.keep_connected:
         keep_connected_to_slices(labels, annotation.axis, annotated, model.num_classes)
     refinement = None
     if refine != "off":
@@ -197,13 +199,15 @@ def _refine(
         count = model.num_classes
         return Refinement(
             mode,
-            config.foundation_model,
+            config.foundation.model,
             list(model.class_names),
             [None] * count,
             [None] * count,
             [False] * count,
         )
-    refiner = load_refiner(config, model.num_classes, device, foundation, embedding_cache)
+    refiner = load_refiner(
+        config.foundation, model.num_classes, device, config.seed, foundation, embedding_cache
+    )
     refinement = refine_prediction(
         labels,
         uncertainty,
@@ -213,14 +217,13 @@ def _refine(
         refiner,
         mode,
         model.class_names,
-        config.intensity,
-        config.foundation_model,
+        config.student.intensity,
+        config.foundation.model,
         progress,
-        trust=config.refine_trust,
-        agreement=config.refine_agreement,
-        min_area=config.refine_min_area,
+        trust=config.prediction.refine_trust,
+        agreement=config.prediction.refine_agreement,
     )
-    if config.keep_connected and refinement.refined_slices:
+    if config.prediction.keep_connected and refinement.refined_slices:
         keep_connected_to_slices(
             labels, annotation.axis, sorted(unet_on_annotated), model.num_classes
         )

@@ -11,21 +11,14 @@ that holds the cavity inside it).
 Measured choice: on the annotated slices the U-Net's own prediction (before the user's labels
 replace it) and its refinement are both scored against the user's labels, per class, by Dice
 pooled over those slices. In ``auto`` mode a class uses its refined masks where they score
-strictly higher, or where they reach ``trust`` (``TrainConfig.refine_trust``): the U-Net
-trained on those slices and reproduces them almost exactly, so beating it there is rare even
-where the foundation model is the better one elsewhere, while the foundation model never saw
-the labels and scores there about as on the other slices. On the sparse benchmark
-(``benchmarks/refine_headroom.py``) the refined masks segmented ACDC's right ventricle better
-than the U-Net on 15 of 20 volumes and its left ventricle about as well (with the smaller-mask
-rule), and LA's atrium (0.65 to 0.89 on the annotated slices) and the myocardium (a ring
-whose box prompts a filled mask) worse. A tie below ``trust``, and a class with no voxel on
-any annotated slice, keep the U-Net's. Then, slice by slice, a class that takes the refined
-masks keeps the U-Net's where the two masks agree (Dice) less than ``agreement``
-(``TrainConfig.refine_agreement``), or where its refined mask covers fewer pixels than
-``min_area`` times the U-Net's (``TrainConfig.refine_min_area``): where the foundation model
-fails it leaks, loses the object or shrinks round its core, where it helps it moves the
-boundary. ``sam`` uses every
-class's refined masks on every slice. On an annotated slice the prompts come from the
+strictly higher, or where they reach ``trust`` (``prediction.refine_trust``): the U-Net
+trained on those slices and reproduces them almost exactly, so beating it there says little,
+while the foundation model never saw the labels and scores there about as elsewhere. A tie
+below ``trust``, and a class with no voxel on any annotated slice, keep the U-Net's. Then,
+slice by slice, a class that takes the refined masks keeps the U-Net's where the two masks
+agree (Dice) less than ``agreement`` (``prediction.refine_agreement``): where the foundation
+model fails it leaks or loses the object, where it helps it moves the boundary. ``sam`` uses
+every class's refined masks on every slice. On an annotated slice the prompts come from the
 U-Net's own labels there (the user's replace them only in the output); on the other slices
 from the U-Net's labels after the connectivity filter (``keep_connected``), which the
 annotated slices, holding the filter's seeds, cannot go through.
@@ -51,9 +44,11 @@ import numpy as np
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
-from napari_ssseg.data.intensity import IntensityConfig, apply_intensity, intensity_transform
+from napari_ssseg.data.intensity import apply_intensity, intensity_transform
 from napari_ssseg.errors import InputError
-from napari_ssseg.training.config import REFINE_MODES, TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.prediction import REFINE_MODES, FoundationSettings
+from napari_ssseg.settings.student import IntensityConfig
 
 
 def resolve_refine(mode: str | None, config: TrainConfig, num_classes: int) -> str:
@@ -85,9 +80,7 @@ class Refinement:
         trust: refined Dice at which ``auto`` took a class's refined masks regardless.
         agreement: U-Net/refined Dice on a slice below which a refined class kept the U-Net's
             masks there (``auto``).
-        min_area: refined/U-Net pixel ratio on a slice below which a refined class kept the
-            U-Net's masks there (``auto``).
-        guarded: (C,) slices where either guard kept the U-Net's masks, per class (empty: no
+        guarded: (C,) slices where the guard kept the U-Net's masks, per class (empty: no
             class refined).
     """
 
@@ -102,7 +95,6 @@ class Refinement:
     seconds: float = 0.0
     trust: float = 1.0
     agreement: float = 0.0
-    min_area: float = 0.0
     guarded: list[int] = field(default_factory=list)
 
     def _per_class(self) -> list[tuple[str, float | None, float | None, bool, int]]:
@@ -133,7 +125,6 @@ class Refinement:
             "seconds": round(self.seconds, 2),
             "trust": self.trust,
             "agreement": self.agreement,
-            "min_area": self.min_area,
             "classes": {
                 name: {
                     "unet_dice": rounded(unet),
@@ -240,18 +231,6 @@ def slice_agreement(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> 
     return np.divide(2.0 * both, total, out=np.ones(num_classes), where=total > 0)
 
 
-def slice_area_ratio(unet: np.ndarray, refined: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C,) refined pixels over the U-Net's pixels of each class 1..C on one slice (H, W);
-    1 for a class the U-Net does not hold there."""
-    unet_count = _pixels_per_class(unet, num_classes)
-    return np.divide(
-        _pixels_per_class(refined, num_classes).astype(np.float64),
-        unet_count,
-        out=np.ones(num_classes),
-        where=unet_count > 0,
-    )
-
-
 def combine_uncertainty(entropy: np.ndarray, unet: np.ndarray, refined: np.ndarray) -> np.ndarray:
     """Voxel uncertainty (H, W) float32: max(U-Net entropy, 1 where the labels differ)."""
     return np.maximum(entropy, (unet != refined).astype(np.float32))
@@ -326,7 +305,6 @@ def refine_prediction(
     on_progress: Callable[[float], None] | None = None,
     trust: float = 1.0,
     agreement: float = 0.0,
-    min_area: float = 0.0,
 ) -> Refinement:
     """Measure, choose and apply the refinement, in place, one slice at a time.
 
@@ -348,9 +326,6 @@ def refine_prediction(
             refined masks whatever the U-Net's (:func:`choose_refined`).
         agreement: with ``auto``, a refined class keeps the U-Net's masks on a slice where the
             two agree less than this (:func:`slice_agreement`); 0 never.
-        min_area: with ``auto``, a refined class keeps the U-Net's masks on a slice where its
-            refined mask covers fewer pixels than this times the U-Net's
-            (:func:`slice_area_ratio`); 0 never.
     """
     if mode not in ("auto", "sam"):
         raise InputError(f"refine_prediction takes mode auto or sam, not {mode!r}")
@@ -390,19 +365,15 @@ def refine_prediction(
     todo = [z for z in candidates if chosen[labels[slice_index(axis, z)]].any()]
     total = len(annotated) + len(todo)
     guard = agreement if mode == "auto" else 0.0
-    smallest = min_area if mode == "auto" else 0.0
     refined_classes = np.asarray(use_refined)
     guarded = np.zeros(refiner.num_classes, np.int64)
     for z in todo:
         key = slice_index(axis, z)
         unet = labels[key]
         refined = refiner.refine(image_slice(z), unet, z)
-        count = refiner.num_classes
-        passes_guards = (slice_agreement(unet, refined, count) >= guard) & (
-            slice_area_ratio(unet, refined, count) >= smallest
-        )
-        guarded += refined_classes & ~passes_guards
-        out = compose(unet, refined, list(refined_classes & passes_guards))
+        agrees = slice_agreement(unet, refined, refiner.num_classes) >= guard
+        guarded += refined_classes & ~agrees
+        out = compose(unet, refined, list(refined_classes & agrees))
         uncertainty[key] = combine_uncertainty(uncertainty[key], unet, out)
         scores[z] = float(uncertainty[key].mean(dtype=np.float64))
         labels[key] = out
@@ -421,24 +392,24 @@ def refine_prediction(
         seconds=time.perf_counter() - started,
         trust=trust,
         agreement=guard,
-        min_area=smallest,
         guarded=[int(g) for g in guarded],
     )
 
 
 def load_refiner(
-    config: TrainConfig,
+    foundation: FoundationSettings,
     num_classes: int,
     device: torch.device,
+    seed: int = 0,
     backend: Any = None,
     cache: Any = None,
 ) -> SliceRefiner:
-    """A :class:`SliceRefiner` for ``config``'s foundation model and embedding cache (loaded
-    here unless given)."""
-    from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
+    """A :class:`SliceRefiner` for the foundation model and embedding cache of
+    ``foundation`` (loaded here unless given); ``seed`` seeds the prompts' points."""
+    from napari_ssseg.foundation.loading import embedding_cache, load_backend
 
     if backend is None:
-        backend = load_backend(config).to(device)
+        backend = load_backend(foundation).to(device)
     if cache is None:
-        cache = embedding_cache(config)
-    return SliceRefiner(backend, cache, num_classes, config.seed)
+        cache = embedding_cache(foundation)
+    return SliceRefiner(backend, cache, num_classes, seed)

@@ -19,7 +19,7 @@ from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.errors import InputError
 from napari_ssseg.io.nifti import read_volume
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 
 JOB_FILE = "job.json"
 

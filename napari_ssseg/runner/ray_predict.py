@@ -42,14 +42,11 @@ def predict_file(
     model: Any, image_path: Path, out_dir: Path, passes: int | None, device: str | None
 ) -> dict[str, Path]:
     """Predict one NIfTI file with ``model`` and write its outputs into ``out_dir``."""
-    from napari_ssseg.inference.predict import annotation_for_prediction, predict_volume
     from napari_ssseg.io.nifti import read_volume
-    from napari_ssseg.io.outputs import write_prediction
+    from napari_ssseg.tasks.predict import predict_to_folder
 
     image = read_volume(image_path)
-    annotation = annotation_for_prediction(model, None, None, image)
-    prediction = predict_volume(model, annotation, passes=passes, device=device)
-    return write_prediction(prediction, image, out_dir)
+    return predict_to_folder(model, image, out_dir, passes=passes, device=device)
 
 
 def _predict_shipped(

@@ -3,7 +3,7 @@
 A job travels through Ray's object store, never through a shared file system: each volume is
 one object (so a prediction task fetches only its own volume), the warm-start model another.
 One driver task on the cluster (``_run_job``, no CPU reserved: it waits) trains with Ray
-Train on ``workers`` data-parallel workers (:mod:`napari_ssseg.training.distributed`), then
+Train on ``workers`` data-parallel workers (:mod:`napari_ssseg.tasks.distributed`), then
 predicts the volumes as parallel tasks and returns the model and the predictions, which this
 process writes where :class:`LocalRunner` writes them: the model into ``job.model_dir``
 (atomically), the predictions into a results folder read by :meth:`RayRunner.result`.
@@ -150,7 +150,7 @@ class _JobLoader:
     def __call__(self) -> Any:
         import ray
 
-        from napari_ssseg.training.distributed import TrainingInputs
+        from napari_ssseg.tasks.distributed import TrainingInputs
 
         job = self.shipment.job
         volumes = ray.get(self.shipment.volumes)
@@ -183,7 +183,7 @@ def _run_job(
     """The driver task: train data-parallel, then predict every volume in parallel."""
     import ray
 
-    from napari_ssseg.training.distributed import (
+    from napari_ssseg.tasks.distributed import (
         WorkerFailed,
         check_data_parallel,
         train_data_parallel,

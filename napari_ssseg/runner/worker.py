@@ -45,8 +45,8 @@ def serve(jobs: Any, events: Any, stop: Any, ready: Any) -> None:
     reports, ``stop`` is set by the parent to cancel, ``ready`` is set once the imports are
     done. Importing first lets a spare child get ready while the user is still annotating.
     """
-    import napari_ssseg.inference.predict  # noqa: F401
-    import napari_ssseg.pipeline  # noqa: F401
+    import napari_ssseg.tasks.predict  # noqa: F401
+    import napari_ssseg.tasks.train  # noqa: F401
 
     ready.set()
 
@@ -165,9 +165,9 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
     """Train, predict and save; returns the results folder, or None when stopped."""
     import torch
 
-    from napari_ssseg.model_store import load_model, save_model
-    from napari_ssseg.pipeline import train_model
-    from napari_ssseg.training.loop import resolve_device
+    from napari_ssseg.model_store import save_model
+    from napari_ssseg.networks.device import resolve_device
+    from napari_ssseg.tasks.train import train_model
 
     job = TrainingJob.read(folder)
     if job.threads:
@@ -178,7 +178,6 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
     if job.task == "embed":
         return _embed(job, config, events, stop)
     project = job.project()
-    init = load_model(job.init_model_dir) if job.init_model_dir is not None else None
 
     def on_train(snapshot: Any) -> None:
         events.put(
@@ -190,7 +189,9 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
     def should_stop() -> bool:
         return stop.is_set() or _parent_gone()
 
-    model = train_model(project, config, init, on_progress=on_train, should_stop=should_stop)
+    model = train_model(
+        project, config, job.init_model_dir, on_progress=on_train, should_stop=should_stop
+    )
     if should_stop():
         return None
     results = [
@@ -215,10 +216,10 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
 def _embed(job: TrainingJob, config: Any, events: Any, stop: Any) -> str | None:
     """Fill the embedding cache with every slice of the job's volumes and, for settings with
     ``pretrain_steps``, store the student pretrained on them for the run
-    (:func:`~napari_ssseg.preparation.prepare_volumes`); returns what was done (None when
+    (:func:`~napari_ssseg.tasks.prepare.prepare_volumes`); returns what was done (None when
     stopped: the embeddings made so far stay in the cache, a student stopped early is not
     kept)."""
-    from napari_ssseg.preparation import PreparationProgress, prepare_volumes
+    from napari_ssseg.tasks.prepare import PreparationProgress, prepare_volumes
 
     def on_progress(step: PreparationProgress) -> None:
         losses = {} if step.loss is None else {"pretrain": step.loss}
@@ -240,7 +241,7 @@ def _predict(
     """Predict one volume as the CLI does. With probe slices, predict it a second time with
     those slices left unannotated, to read the network's own labels there (the U-Net's,
     without the foundation model's refinement)."""
-    from napari_ssseg.inference.predict import predict_volume
+    from napari_ssseg.tasks.predict import predict
 
     start = time.monotonic()
 
@@ -252,12 +253,12 @@ def _predict(
         check_stop(fraction)
         events.put(ProgressEvent("predict", fraction, time.monotonic() - start))
 
-    prediction = predict_volume(model, annotated, on_progress=on_progress)
+    prediction = predict(model, annotated.image, annotated, on_progress=on_progress)
     probes = sorted(set(volume.probe_slices))
     if not probes:
         return VolumeResult(volume.name, prediction)
     kept = [i for i in annotated.annotated_slices if i not in probes]
     unprobed = AnnotatedVolume.from_labels(annotated.image, annotated.labels, annotated.axis, kept)
-    raw = predict_volume(model, unprobed, on_progress=check_stop, refine="off").labels
+    raw = predict(model, unprobed.image, unprobed, on_progress=check_stop, refine="off").labels
     probe_labels = np.stack([raw[slice_index(annotated.axis, i)] for i in probes])
     return VolumeResult(volume.name, prediction, probes, probe_labels.astype(np.int16))

@@ -1,6 +1,6 @@
 """Imbalance-aware CutMix (DINO-Mix): boxes pasted between slices, placed on rare classes.
 
-A box covering ``cutmix_area`` of the slice is cut from a source slice and pasted at the same
+A box covering ``cutmix.area`` of the slice is cut from a source slice and pasted at the same
 place into a destination slice, in the images and in their targets alike. Its centre is drawn
 from a per-pixel distribution that weights each pixel of the source by the inverse frequency of
 its class (the label, or on an unannotated slice the teachers' argmax), so small structures get
@@ -36,8 +36,8 @@ import torch
 from monai.networks.utils import one_hot
 from monai.transforms.utils import generate_label_classes_crop_centers, map_classes_to_indices
 
-from napari_ssseg.data.slices import SlicePool
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.settings.parts import CutMixSettings
 
 RANDOM_STREAM = 0xC07
 """Spawn key of the CutMix random stream, so it is independent of the loop's slice draws and
@@ -172,28 +172,28 @@ def target_classes(targets: Sequence[torch.Tensor]) -> torch.Tensor:
 class ImbalanceCutMix:
     """The loop's CutMix step: decides whether a step mixes, pairs slices and mixes them.
 
-    Uses its own random stream (seeded from the loop's seed), so with ``cutmix_prob`` 0 a run
+    Uses its own random stream (seeded from the loop's seed), so with ``prob`` 0 a run
     is identical to one without CutMix.
     """
 
-    def __init__(self, frequencies: torch.Tensor, config: TrainConfig, seed: int):
+    def __init__(self, frequencies: torch.Tensor, settings: CutMixSettings, seed: int):
         """``frequencies``: (K,) class frequencies (:func:`class_frequencies`)."""
         self.inverse_frequency = 1.0 / frequencies.double()
         self.num_classes = len(frequencies)
-        self.area = config.cutmix_area
-        self.prob = config.cutmix_prob
-        self.anneal = config.cutmix_anneal
+        self.area = settings.area
+        self.prob = settings.prob
+        self.anneal = settings.anneal
         stream = np.random.SeedSequence(seed, spawn_key=(RANDOM_STREAM,))
         self.rand_state = np.random.RandomState(stream.generate_state(1)[0])
 
     @classmethod
-    def from_pool(cls, pool: SlicePool, config: TrainConfig, seed: int) -> ImbalanceCutMix:
+    def from_pool(cls, pool: SlicePool, settings: CutMixSettings, seed: int) -> ImbalanceCutMix:
         """Class frequencies from the annotated slices of ``pool``."""
         annotated = [prepared.labels[prepared.annotated] for prepared in pool.volumes]
-        return cls(class_frequencies(annotated, pool.num_classes + 1), config, seed)
+        return cls(class_frequencies(annotated, pool.num_classes + 1), settings, seed)
 
     def fires(self) -> bool:
-        """Whether this step mixes (probability ``cutmix_prob``)."""
+        """Whether this step mixes (probability ``cutmix.prob``)."""
         return bool(self.rand_state.random_sample() < self.prob)
 
     def box(self, classes: torch.Tensor, fraction: float) -> Box:

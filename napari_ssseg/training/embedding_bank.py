@@ -22,13 +22,12 @@ keeps a cosine of 0.94 (LA) to 0.95 (ACDC) with its reduced self, on LA held-out
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_ssseg.data.slices import SlicePool, SliceRef
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.errors import SsSegError
 
 
@@ -42,7 +41,7 @@ def spread(count: int, items: int) -> list[int]:
 def bank_squares(pool: SlicePool, refs: list[SliceRef]) -> list[np.ndarray]:
     """The student's padded S x S input of each ref in [0, 1]: what the bank embeds (the
     centre channel is the slice itself, the others are context neighbours)."""
-    return list(pool.inputs(refs)[:, pool.context].clamp(0.0, 1.0).numpy())
+    return list(pool.inputs(refs)[:, 0].clamp(0.0, 1.0).numpy())
 
 
 def choose_slices(pool: SlicePool, count: int) -> list[SliceRef]:
@@ -81,26 +80,15 @@ class EmbeddingBank:
         return int(self.embeddings.shape[1])
 
     @classmethod
-    def build(
-        cls, pool: SlicePool, count: int, backend, cache=None, seconds: float | None = None
-    ) -> EmbeddingBank:
+    def build(cls, pool: SlicePool, count: int, backend, cache=None) -> EmbeddingBank:
         """Embed ``count`` slices of ``pool`` (:func:`choose_slices`) with ``backend`` (a
         :class:`~napari_ssseg.foundation.backend.FoundationBackend`), reading and filling
-        ``cache`` (an :class:`~napari_ssseg.foundation.embedding_cache.EmbeddingCache`).
-        With ``seconds``, fewer slices (at least 2) when the first one's time says that
-        ``count`` would take longer."""
+        ``cache`` (an :class:`~napari_ssseg.foundation.embedding_cache.EmbeddingCache`)."""
         from napari_ssseg.foundation.embedding_cache import embed_slices
 
         refs = choose_slices(pool, count)
         if not refs:
             raise SsSegError("the project has no slices to compare with the foundation model")
-
-        if seconds is not None and len(refs) > 2:
-            start = time.perf_counter()
-            embed_slices(backend, bank_squares(pool, refs[:1]), cache)
-            fits = max(2, int(seconds / max(time.perf_counter() - start, 1e-6)))
-            if fits < len(refs):
-                refs = choose_slices(pool, fits)
         embeddings, _ = embed_slices(backend, bank_squares(pool, refs), cache)
         labelled = set(pool.labelled)
         annotated = torch.tensor([ref in labelled for ref in refs])

@@ -1,18 +1,18 @@
 """Feature-level guidance from the frozen foundation encoder, for the training loop.
 
-With ``distill_weight`` or ``prototype_weight`` above 0, every step adds ``distill_batch``
-slices of an :class:`~napari_ssseg.training.embedding_bank.EmbeddingBank` to the student's
-forward pass. Each is augmented together with its embedding (resampled to the student's grid,
-so both move by the same spatial transform), its labels (annotated slices) and a validity map
-(0 where the augmentation moved in areas from outside the slice). The student's decoder
-features of those slices (:mod:`~napari_ssseg.training.features`), through a trainable 1 x 1
-projector, meet the embedding on the feature grid in two losses
-(:mod:`~napari_ssseg.training.feature_losses`):
+With a distillation or prototype weight above 0 (``features`` settings), every step adds
+``features.batch`` slices of an :class:`~napari_ssseg.training.embedding_bank.EmbeddingBank`
+to the student's forward pass. Each is augmented together with its embedding (resampled to
+the student's grid, so both move by the same spatial transform), its labels (annotated
+slices) and a validity map (0 where the augmentation moved in areas from outside the
+slice). The student's decoder features of those slices
+(:mod:`~napari_ssseg.training.features`), through a trainable 1 x 1 projector, meet the
+embedding on the feature grid in two losses (:mod:`~napari_ssseg.training.feature_losses`):
 
 - ``distill`` (UnCoL): cosine distance per location, weighted by validity;
 - ``prototype`` (BARL): per class, the average feature of the class's region in both spaces;
   regions come from the user's labels on annotated slices and, on unannotated ones, from the
-  student's argmax where its probability reaches ``prototype_confidence``.
+  student's argmax where its probability reaches ``features.prototype_confidence``.
 
 The feature slices have their own random streams (slice draws and augmentation), so switching
 the terms on does not change which labelled and unlabelled slices the rest of the step draws.
@@ -24,7 +24,6 @@ copies' streams part) and its gradients are averaged over the copies before each
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,8 +34,12 @@ import torch.nn.functional as F
 from monai.networks.nets import UNet
 
 from napari_ssseg.data.augment import augment_batch, make_augmentation
-from napari_ssseg.data.slices import SlicePool
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.foundation.backend import FoundationBackend
+from napari_ssseg.foundation.embedding_cache import EmbeddingCache
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.parts import FeatureSettings
+from napari_ssseg.settings.student import StudentSettings
 from napari_ssseg.training.embedding_bank import EmbeddingBank
 from napari_ssseg.training.feature_losses import (
     distillation_loss,
@@ -82,21 +85,27 @@ class FeatureAlignment:
 
     def __init__(
         self,
-        config: TrainConfig,
+        features: FeatureSettings,
+        student: StudentSettings,
         model: UNet,
         pool: SlicePool,
         bank: EmbeddingBank,
         device: torch.device,
         seed: int,
+        pretrain_batch: int = 4,
         peers: Peers | None = None,
     ) -> None:
-        self.config = config
+        """``features`` with its weights resolved (the preset's where unset);
+        ``pretrain_batch``: bank slices a pretraining step."""
+        self.features = features
+        self.student = student
+        self.pretrain_batch = pretrain_batch
         self.pool = pool
         self.bank = bank
         self.device = device
         self.num_classes = pool.num_classes + 1
         self.tap = FeatureTap(decoder_feature_layer(model))
-        channels = decoder_feature_channels(config.channels)
+        channels = decoder_feature_channels(student.channels)
         self.projector = FeatureProjector(channels, bank.channels).to(device).train()
         self.peers = peers if peers is not None else default_peers()
         self.peers.broadcast(list(self.projector.parameters()))
@@ -106,35 +115,22 @@ class FeatureAlignment:
     @classmethod
     def build(
         cls,
-        config: TrainConfig,
+        features: FeatureSettings,
+        student: StudentSettings,
         model: UNet,
         pool: SlicePool,
-        teachers: list,
+        backend: FoundationBackend,
+        cache: EmbeddingCache,
         device: torch.device,
         seed: int,
-    ) -> FeatureAlignment | None:
-        """The alignment of ``config``, or None when it needs no feature bank (both weights 0
-        and no ``pretrain_steps``: nothing is loaded, built or drawn then). Shares the
-        foundation teacher's model and cache when it runs."""
-        if not config.uses_feature_bank:
-            return None
-        from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
-
-        # The foundation teacher runs on its own (sc-sam) or inside the fused teacher (uncol).
-        parts = [part for teacher in teachers for part in teacher.parts()]
-        sam = next((t for t in parts if t.name == "sam"), None)
-        backend = sam.backend if sam is not None else load_backend(config)
-        cache = sam.cache if sam is not None else embedding_cache(config)
-        # The bank may take half the encoder's share of the budget; its time counts toward
-        # the foundation teacher's share too.
-        limit = config.foundation_seconds
-        start = time.perf_counter()
-        bank = EmbeddingBank.build(
-            pool, config.distill_slices, backend, cache, None if limit is None else limit / 2
-        ).reduced(config.distill_components)
-        if sam is not None:
-            sam.encode_seconds += time.perf_counter() - start
-        return cls(config, model, pool, bank, device, seed)
+        pretrain_batch: int,
+    ) -> FeatureAlignment:
+        """Embed the feature bank of ``features`` with ``backend`` (through ``cache``) and
+        build the alignment on it."""
+        bank = EmbeddingBank.build(pool, features.slices, backend, cache).reduced(
+            features.components
+        )
+        return cls(features, student, model, pool, bank, device, seed, pretrain_batch)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """The projector's parameters (to train with the student)."""
@@ -147,12 +143,12 @@ class FeatureAlignment:
     @property
     def in_steps(self) -> bool:
         """Whether every training step takes feature slices (a feature term is on)."""
-        return self.config.uses_feature_terms
+        return bool(self.features.distill_weight or self.features.prototype_weight)
 
     def draw(self, count: int | None = None) -> FeatureBatch:
-        """``count`` (default ``distill_batch``) bank slices, augmented with their embeddings
+        """``count`` (default ``features.batch``) bank slices, augmented with their embeddings
         and labels."""
-        picks = self.bank.draw(self.rng, count or self.config.distill_batch)
+        picks = self.bank.draw(self.rng, count or self.features.batch)
         refs = [self.bank.refs[i] for i in picks]
         embeddings = self.bank.on_grid(picks, self.pool.size)
         valid = torch.ones(len(picks), 1, self.pool.size, self.pool.size)
@@ -180,14 +176,15 @@ class FeatureAlignment:
         size = tuple(projected.shape[-2:])
         embeddings = F.adaptive_avg_pool2d(batch.embeddings, size)
         out: dict[str, tuple[torch.Tensor, float]] = {}
-        if self.config.part("distill_weight") > 0:
+        distill, prototype = self.features.distill_weight, self.features.prototype_weight
+        if distill:
             loss = self._distillation(batch, projected, embeddings)
-            out["distill"] = (loss, self.config.part("distill_weight"))
-        if self.config.part("prototype_weight") > 0:
+            out["distill"] = (loss, distill)
+        if prototype:
             labels, keep = self._regions(batch, logits)
             masks = region_masks(labels, keep * batch.valid, self.num_classes, size)
             loss = prototype_loss(projected, embeddings, masks)
-            out["prototype"] = (loss, self.config.part("prototype_weight"))
+            out["prototype"] = (loss, prototype)
         return out
 
     def pretrain(
@@ -197,7 +194,7 @@ class FeatureAlignment:
         keep_going: Callable[[], bool],
         on_step: Callable[[int, float], None] | None = None,
     ) -> int:
-        """Distillation alone for up to ``steps`` steps of ``batch_size`` bank slices, before
+        """Distillation alone for up to ``steps`` steps of ``pretrain_batch`` bank slices, before
         any label is learnt: the student's projected features pulled toward the embeddings,
         with an optimiser of its own. Stops early when ``keep_going`` says no;
         ``on_step(done, loss)`` after each step. Returns the steps done.
@@ -207,11 +204,11 @@ class FeatureAlignment:
         averaged over the copies by the peers instead (zeros where there are none)."""
         parameters = [*model.parameters(), *self.parameters()]
         optimizer = torch.optim.AdamW(
-            parameters, lr=self.config.lr, weight_decay=self.config.weight_decay
+            parameters, lr=self.student.lr, weight_decay=self.student.weight_decay
         )
         done = 0
         while done < steps and keep_going():
-            batch = self.draw(self.config.batch_size)
+            batch = self.draw(self.pretrain_batch)
             with self.capture():
                 model(batch.images)
             projected = self.projector(self.tap.take()[-len(batch) :])
@@ -242,7 +239,7 @@ class FeatureAlignment:
         the student's confident argmax on the others."""
         probs = torch.softmax(logits.detach(), dim=1)
         confidence, predicted = probs.max(dim=1, keepdim=True)
-        confident = (confidence >= self.config.prototype_confidence).float()
+        confident = (confidence >= self.features.prototype_confidence).float()
         annotated = batch.annotated[:, None, None, None]
         labels = torch.where(annotated, batch.labels, predicted)
         keep = torch.where(annotated, torch.ones_like(confident), confident)
@@ -256,3 +253,32 @@ class FeatureAlignment:
     def close(self) -> None:
         """Unhook from the student."""
         self.tap.remove()
+
+
+def feature_alignment_for(
+    config: TrainConfig,
+    model: UNet,
+    pool: SlicePool,
+    teachers: list,
+    device: torch.device,
+    seed: int,
+) -> FeatureAlignment:
+    """The feature terms of ``config`` (their bank embedded now), sharing the foundation
+    teacher's model and embedding cache when one runs (alone, or inside the fused teacher)."""
+    from napari_ssseg.foundation.loading import embedding_cache, load_backend
+
+    parts = [part for teacher in teachers for part in teacher.parts()]
+    sam = next((part for part in parts if part.name == "sam"), None)
+    backend = sam.backend if sam is not None else load_backend(config.foundation)
+    cache = sam.cache if sam is not None else embedding_cache(config.foundation)
+    return FeatureAlignment.build(
+        config.resolved_features(),
+        config.student,
+        model,
+        pool,
+        backend,
+        cache,
+        device,
+        seed,
+        config.batch.size,
+    )

@@ -6,48 +6,48 @@ also draws a batch of them; each teacher's targets for those slices (moved by th
 augmentation as the student's input) give one loss term, defined by the teacher
 (:meth:`Teacher.loss`):
 
-- ``mean``: squared error (or CE) toward the EMA teacher's probabilities on pixels whose
-  normalised predictive entropy is below a threshold rising from ``threshold_start`` to
-  ``threshold_end``, weighted by ``consistency_weight`` with a sigmoid ramp-up from
-  ``ssl_start``;
+- ``mean``: squared error toward the EMA teacher's probabilities on pixels whose normalised
+  predictive entropy is below a threshold rising with the ramp-up;
 - ``shape``: cross-entropy toward the interpolated shape (and toward background well beyond
-  the annotated structure's ends), weighted per pixel by its confidence and by
-  ``shape_weight``, from ``shape_start`` (its targets do not depend on the student);
+  the annotated structure's ends), weighted per pixel by its confidence;
+- ``self``: cross-entropy toward the curriculum's admitted whole-volume pseudo-labels;
 - ``sam``: cross-entropy toward the foundation model's masks prompted by the student,
-  weighted per pixel by its confidence and by ``sam_weight`` with the ramp-up from
-  ``ssl_start``;
-- ``connect``: cross-entropy toward background on the pixels of predicted components not
-  connected to the annotation, weighted by ``connect_weight``, from ``ssl_start``.
+  weighted per pixel by its confidence;
+- ``fused``: cross-entropy toward the mean teacher's and the foundation model's targets
+  fused per pixel by confidence.
 
-With ``cutmix`` on, a step (with probability ``cutmix_prob``) mixes its augmented batches by
+Each teacher weighs its term by its own settings; when teachers start and how their weight
+ramps up is the budget's (:mod:`napari_ssseg.settings.budget`).
+
+With CutMix on, a step (with probability ``cutmix.prob``) mixes its augmented batches by
 imbalance-aware CutMix (:mod:`napari_ssseg.training.cutmix`): boxes placed preferably on rare
 classes are pasted between labelled slices and, in both directions, between labelled and
 unlabelled ones; the supervised loss and the teachers' losses take the mixed labels and targets.
 
-Teachers wait, beyond their ``start``, until the student reproduces every class on the
-annotated slices (``teacher_gate_dice``, checked every :data:`TEACHER_GATE_EVERY` steps):
+Teachers wait, beyond their start, until the student reproduces every class on the
+annotated slices (``budget.gate_dice``, checked every :data:`TEACHER_GATE_EVERY` steps):
 pseudo-labels of a student that has not learnt a class yet lack it and would teach it away.
 A warm-started run (a retrain) has a student that has learnt them: its teachers start at
 once (the gate still checks), rather than after half of a short retrain's steps spent on
 the labels alone, which pulled the model back toward the plain U-Net.
 
-With ``distill_weight`` or ``prototype_weight`` above 0 (off by default), every step also
-passes ``distill_batch`` slices with cached foundation-encoder embeddings through the student,
+With a distillation or prototype weight above 0 (off by default), every step also passes
+``features.batch`` slices with cached foundation-encoder embeddings through the student,
 and its projected decoder features are pulled toward those embeddings, per location
 (``distill``, UnCoL) and per class region (``prototype``, BARL); see
 :mod:`napari_ssseg.training.feature_alignment`. With both at 0 nothing of this is built or
 drawn, so a run is exactly what it was without them.
 
-With ``share_batch`` (the default) the unannotated slices take places in the batch of
-``batch_size`` instead of being added to it, so a step with teachers costs about what a
+With ``batch.share`` (the default) the unannotated slices take places in the batch of
+``batch.size`` instead of being added to it, so a step with teachers costs about what a
 supervised step costs.
 
 On the CPU the mean teacher's MC-dropout passes would cost more than the student's step, so
-targets are computed for a cache of ``teacher_cache`` unannotated slices every
-``teacher_refresh`` steps and batches are drawn from that cache; the EMA teacher moves little
-in between.
+targets are computed for a cache of ``batch.target_cache`` unannotated slices every
+``batch.target_refresh`` steps and batches are drawn from that cache; the EMA teacher moves
+little in between.
 
-Data-parallel training (:mod:`napari_ssseg.training.distributed`) runs one copy of this loop
+Data-parallel training (:mod:`napari_ssseg.tasks.distributed`) runs one copy of this loop
 per worker, each with its :class:`~napari_ssseg.training.replica.Replica`: every copy draws
 its own slices, the forward pass goes through DDP so gradients are averaged, and the copies
 agree on progress and stopping before each step. Weights are therefore identical on every
@@ -59,7 +59,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,15 +75,18 @@ from napari_ssseg.data.augment import (
     make_strong_perturbation,
     perturb_batch,
 )
-from napari_ssseg.data.slices import SlicePool, SliceRef
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.errors import SsSegError, TrainingCancelled
+from napari_ssseg.networks.device import resolve_device
 from napari_ssseg.networks.unet import unet_for
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.budget import poly_lr
+from napari_ssseg.settings.student import BatchSettings
 from napari_ssseg.training.cutmix import ImbalanceCutMix
-from napari_ssseg.training.feature_alignment import FeatureAlignment
+from napari_ssseg.training.feature_alignment import FeatureAlignment, feature_alignment_for
 from napari_ssseg.training.losses import supervised_loss
 from napari_ssseg.training.replica import Replica
-from napari_ssseg.training.schedules import poly_lr
 from napari_ssseg.training.teachers import Teacher, build_teachers
 
 if TYPE_CHECKING:
@@ -91,15 +94,6 @@ if TYPE_CHECKING:
 
 TEACHER_GATE_EVERY = 25
 """Steps between checks of ``teacher_gate_dice`` once a teacher's start has come."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SsSegError("device cuda was asked for but no CUDA GPU is available")
-    return torch.device(name)
 
 
 @dataclass
@@ -138,15 +132,15 @@ def _draw(rng: np.random.Generator, refs: list[SliceRef], count: int) -> list[Sl
 
 class _TargetCache:
     """Unannotated slices with every active teacher's targets, refreshed every
-    ``teacher_refresh`` steps (and whenever another teacher switches on).
+    ``target_refresh`` steps (and whenever another teacher switches on).
 
     Each active teacher contributes an equal share of the cache's slices from those it covers,
     so a teacher that speaks about few slices (shape continuity) is not drowned out; a teacher
     whose targets changed (its ``version``) also refreshes the cache.
     """
 
-    def __init__(self, teachers: list[Teacher], config: TrainConfig, rng: np.random.Generator):
-        self.config = config
+    def __init__(self, settings: BatchSettings, rng: np.random.Generator):
+        self.settings = settings
         self.rng = rng
         self.refs: list[SliceRef] = []
         self.targets: list[torch.Tensor] = []
@@ -158,24 +152,14 @@ class _TargetCache:
     ) -> tuple[list[SliceRef], list[torch.Tensor]]:
         """``count`` slices from the cache and each active teacher's (count, K + 1, S, S)."""
         key = tuple((t.name, t.version) for t in active)
-        stale = iteration - self.refreshed >= self.config.teacher_refresh
+        stale = iteration - self.refreshed >= self.settings.target_refresh
         if key != self.key or stale:
-            share = max(1, self.config.teacher_cache // len(active))
+            share = max(1, self.settings.target_cache // len(active))
             self.refs = [ref for t in active for ref in _draw(self.rng, t.covers(), share)]
             self.targets = [t.targets(self.refs) for t in active]
             self.key, self.refreshed = key, iteration
         picks = self.rng.choice(len(self.refs), size=count)
         return [self.refs[i] for i in picks], [t[picks] for t in self.targets]
-
-
-def teacher_settings(
-    config: TrainConfig, init_state: dict[str, torch.Tensor] | None
-) -> TrainConfig:
-    """The settings the teachers are built with: those of the run, with ``ssl_start`` and
-    ``shape_start`` at 0 when the student is warm-started."""
-    if init_state is None:
-        return config
-    return replace(config, ssl_start=0.0, shape_start=0.0)
 
 
 def train(
@@ -192,7 +176,7 @@ def train(
 
     ``pretrained`` (ignored when warm-starting): a student distilled before the run
     (:func:`~napari_ssseg.training.pretraining.pretrain_student`); the run starts from it as a
-    fresh run (teachers from ``ssl_start``) and does not pretrain again.
+    fresh run (teachers from the budget's start) and does not pretrain again.
 
     ``should_stop`` is polled every step; when it returns True the run ends and the model
     trained so far is returned (or :class:`TrainingCancelled` if no step was done).
@@ -207,9 +191,10 @@ def train(
     own_seed = replica.seed(config.seed)
     rng = np.random.default_rng(own_seed)
     device = resolve_device(config.device)
+    budget, batch = config.budget, config.batch
 
-    pool = SlicePool(project, config.image_size, config.intensity, config.context)
-    model = unet_for(config, project.num_classes)
+    pool = SlicePool(project, config.student.image_size, config.student.intensity)
+    model = unet_for(config.student, project.num_classes)
     if init_state is not None:
         model.load_state_dict(init_state)
     elif pretrained is not None:
@@ -219,14 +204,14 @@ def train(
     # embeddings: seconds per slice on a CPU), not only the steps.
     start = time.monotonic()
     teachers = build_teachers(
-        config.teachers, project, pool, model, teacher_settings(config, init_state), device
+        config.active_teachers, project, pool, model, config, device, init_state is not None
     )
     # Built before the copies' streams part, so every copy starts with the same projector;
     # None (nothing built, nothing drawn) when both feature weights are 0 and the run does
     # not pretrain (none asked, a warm start, or a student pretrained before the run).
-    will_pretrain = init_state is None and pretrained is None and config.pretrain_steps > 0
+    will_pretrain = init_state is None and pretrained is None and config.features.pretrain_steps > 0
     alignment = (
-        FeatureAlignment.build(config, model, pool, teachers, device, own_seed)
+        feature_alignment_for(config, model, pool, teachers, device, own_seed)
         if config.uses_feature_terms or will_pretrain
         else None
     )
@@ -242,16 +227,20 @@ def train(
     parameters = list(model.parameters())
     if alignment is not None and alignment.in_steps:
         parameters += alignment.parameters()
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameters, lr=config.student.lr, weight_decay=config.student.weight_decay
+    )
     dice_ce = supervised_loss()
     augment = make_augmentation(own_seed)
     # Its own random stream, so that switching it on leaves the other draws as they were.
     strong = (
-        make_strong_perturbation(own_seed + 1, config.image_size) if config.strong_view else None
+        make_strong_perturbation(own_seed + 1, config.student.image_size)
+        if batch.strong_view
+        else None
     )
-    cache = _TargetCache(teachers, config, rng)
+    cache = _TargetCache(batch, rng)
     cutmix = (
-        ImbalanceCutMix.from_pool(pool, config, own_seed)
+        ImbalanceCutMix.from_pool(pool, config.cutmix, own_seed)
         if config.uses_cutmix(project.num_classes)
         else None
     )
@@ -264,13 +253,10 @@ def train(
     iteration = 0
     stopped_early = False
     # Whether the student has learnt the annotated slices well enough for teachers to start.
-    gate_open = config.teacher_gate_dice <= 0
+    gate_open = budget.gate_dice <= 0
     teachers_from: int | None = None
-    while iteration < config.max_iters:
-        elapsed = time.monotonic() - start
-        fraction = iteration / config.max_iters
-        if config.max_time is not None:
-            fraction = max(fraction, elapsed / config.max_time)
+    while iteration < budget.max_iters:
+        fraction = budget.progress(iteration, time.monotonic() - start)
         asked_to_stop = should_stop is not None and should_stop()
         fraction, asked_to_stop = replica.agree(fraction, asked_to_stop)
         # A budget spent on set-up still gets one step, so a model comes out.
@@ -281,12 +267,12 @@ def train(
             stopped_early = True
             break
         for group in optimizer.param_groups:
-            group["lr"] = poly_lr(config.lr, fraction)
+            group["lr"] = poly_lr(config.student.lr, fraction)
 
         due = [t for t in teachers if fraction >= t.start]
         if due and not gate_open and iteration % TEACHER_GATE_EVERY == 0:
             learnt = float(_class_agreement(model, pool, probe, device).min())
-            gate_open = replica.all_agree(learnt >= config.teacher_gate_dice)
+            gate_open = replica.all_agree(learnt >= budget.gate_dice)
         if due and gate_open and teachers_from is None:
             teachers_from = iteration
         active = []
@@ -294,16 +280,16 @@ def train(
             teacher.prepare(model, iteration, fraction)
             if teacher.covers():
                 active.append(teacher)
-        labelled_count = config.batch_size
-        if active and config.share_batch:
-            labelled_count = max(1, config.batch_size - config.unlabelled_batch_size)
+        labelled_count = batch.size
+        if active and batch.share:
+            labelled_count = max(1, batch.size - batch.unlabelled)
         refs = _draw(rng, pool.labelled, labelled_count)
         images, extra = augment_batch(augment, pool.inputs(refs), {"label": pool.targets(refs)})
         images, labels = images.to(device), extra["label"].to(device)
         unlabelled: torch.Tensor | None = None
         moved_targets: list[torch.Tensor] = []
         if active:
-            picked, targets = cache.batch(active, iteration, config.unlabelled_batch_size)
+            picked, targets = cache.batch(active, iteration, batch.unlabelled)
             unlabelled, moved = augment_batch(
                 augment, pool.inputs(picked), {"target": torch.cat(targets, dim=1)}
             )
@@ -410,13 +396,14 @@ def _pretrain(
     on_progress: Callable[[TrainProgress], None] | None,
     report_every: int,
 ) -> int:
-    """``config.pretrain_steps`` steps of feature distillation before the labelled steps;
-    returns the steps done. Features first, labels after: they stop at half the budget, so
-    the labels get at least the rest, and when any copy is asked to stop."""
-    half = None if config.max_time is None else config.max_time / 2
+    """``features.pretrain_steps`` steps of feature distillation before the labelled steps;
+    returns the steps done. Features first, labels after: they stop at the budget's
+    pretraining share, so the labels get at least the rest, and when any copy is asked to
+    stop."""
+    limit = config.budget.pretrain_seconds()
 
     def keep_going() -> bool:
-        late = half is not None and time.monotonic() - start >= half
+        late = limit is not None and time.monotonic() - start >= limit
         stop = should_stop is not None and should_stop()
         late_anywhere, stop_anywhere = replica.agree(float(late), stop)
         return late_anywhere < 1.0 and not stop_anywhere
@@ -426,10 +413,10 @@ def _pretrain(
         if on_progress is None or not replica.reports or done % report_every:
             return
         elapsed = time.monotonic() - start
-        fraction = 0.0 if config.max_time is None else min(elapsed / config.max_time, 1.0)
+        fraction = min(config.budget.progress(0, elapsed), 1.0)
         on_progress(TrainProgress(0, fraction, elapsed, {"pretrain": loss}))
 
-    return alignment.pretrain(model, config.pretrain_steps, keep_going, report)
+    return alignment.pretrain(model, config.features.pretrain_steps, keep_going, report)
 
 
 @torch.no_grad()

@@ -17,11 +17,11 @@ import torch
 from monai.utils import set_determinism
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.networks.device import resolve_device
 from napari_ssseg.networks.unet import unet_for
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.loop import resolve_device
+from napari_ssseg.settings import TrainConfig
 
 
 @dataclass
@@ -46,33 +46,30 @@ def pretrain_student(
     keep_going: Callable[[], bool] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> PretrainedStudent:
-    """``config.pretrain_steps`` steps of feature distillation on the images of ``project``'s
+    """``features.pretrain_steps`` steps of feature distillation on the images of ``project``'s
     volumes, from the same initial U-Net as a run of ``config`` builds (for ``project``'s
     classes).
 
-    The labels are not read: the feature bank is ``distill_slices`` slices evenly spread over
+    The labels are not read: the feature bank is ``features.slices`` slices evenly spread over
     all slices, whatever the user has labelled, so the student made while the user labels is
     the one the run gets. Reads the bank's embeddings through ``config``'s embedding cache
     (made there if missing). ``keep_going`` is asked before each step; ``on_step(done,
     loss)`` follows each.
     """
-    from napari_ssseg.training.feature_alignment import FeatureAlignment
+    from napari_ssseg.training.feature_alignment import feature_alignment_for
 
     config.validate()
-    if config.pretrain_steps <= 0:
-        raise SsSegError("pretrain_steps is 0: there is nothing to pretrain")
+    steps = config.features.pretrain_steps
+    if steps <= 0:
+        raise SsSegError("features.pretrain_steps is 0: there is nothing to pretrain")
     set_determinism(seed=config.seed)  # the initial network of a run with this seed
     device = resolve_device(config.device)
-    pool = SlicePool(label_free(project), config.image_size, config.intensity, config.context)
-    model = unet_for(config, project.num_classes)
+    pool = SlicePool(label_free(project), config.student.image_size, config.student.intensity)
+    model = unet_for(config.student, project.num_classes)
     model.to(device).train()
-    alignment = FeatureAlignment.build(config, model, pool, [], device, config.seed)
-    if alignment is None:  # uses_feature_bank holds with pretrain_steps > 0
-        raise SsSegError("pretraining needs the feature bank")
+    alignment = feature_alignment_for(config, model, pool, [], device, config.seed)
     try:
-        steps = alignment.pretrain(
-            model, config.pretrain_steps, keep_going or (lambda: True), on_step
-        )
+        steps = alignment.pretrain(model, steps, keep_going or (lambda: True), on_step)
     finally:
         alignment.close()
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -3,7 +3,7 @@
 The dock's preparation job (:mod:`napari_ssseg.runner.worker`, task ``embed``) embeds the
 volume's slices and, for settings with ``pretrain_steps``, distils a student
 (:func:`~napari_ssseg.training.pretraining.pretrain_student`) and stores it here; a fresh run
-of the same volumes and settings (:func:`napari_ssseg.pipeline.train_model`) finds it and
+of the same volumes and settings (:func:`napari_ssseg.tasks.train.train_model`) finds it and
 starts from it instead of pretraining inside its own time.
 
 A student is keyed by what it depends on: the voxels and slice axis of every volume, the
@@ -14,6 +14,7 @@ pretraining does not read them). It lives in a ``students`` folder beside the em
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -26,30 +27,12 @@ from safetensors.torch import load_file
 from napari_ssseg.annotation import Project
 from napari_ssseg.data.slice_store import StreamedProject
 from napari_ssseg.io.tensor_file import save_tensors_atomically
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 from napari_ssseg.training.pretraining import PretrainedStudent, pretrain_student
 
 FORMAT = "ssseg-student-1"
 FOLDER = "students"
 SUFFIX = ".safetensors"
-SHAPING_SETTINGS = (
-    "seed",
-    "channels",
-    "dropout",
-    "dropout_shape",
-    "context",
-    "image_size",
-    "intensity",
-    "pretrain_steps",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "distill_slices",
-    "distill_components",
-    "foundation_model",
-    "foundation_checkpoint",
-)
-"""The settings a pretrained student depends on."""
 
 
 class StudentStore:
@@ -61,9 +44,9 @@ class StudentStore:
     @classmethod
     def of(cls, config: TrainConfig) -> StudentStore:
         """The store beside ``config``'s embedding cache."""
-        from napari_ssseg.training.teachers.foundation import embedding_cache
+        from napari_ssseg.foundation.loading import embedding_cache
 
-        return cls(embedding_cache(config).root / FOLDER)
+        return cls(embedding_cache(config.foundation).root / FOLDER)
 
     @staticmethod
     def key(project: Project, config: TrainConfig) -> str:
@@ -82,9 +65,16 @@ class StudentStore:
 
     @staticmethod
     def shaping(config: TrainConfig) -> dict[str, Any]:
-        """The settings of ``config`` a student depends on (:data:`SHAPING_SETTINGS`)."""
-        settings = config.to_dict()
-        return {name: settings[name] for name in SHAPING_SETTINGS}
+        """The settings of ``config`` a pretrained student depends on."""
+        features = config.features
+        return {
+            "seed": config.seed,
+            "student": dataclasses.asdict(config.student),
+            "batch_size": config.batch.size,
+            "pretrain_steps": features.pretrain_steps,
+            "bank": [features.slices, features.components],
+            "foundation": [config.foundation.model, config.foundation.checkpoint],
+        }
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}{SUFFIX}"
@@ -116,16 +106,16 @@ class StudentStore:
 
 def stored_student(project: Project, config: TrainConfig) -> PretrainedStudent | None:
     """The student pretrained ahead for a fresh run of ``config`` on ``project``, if one was
-    stored whole (all ``pretrain_steps``); None otherwise, and always for a project streamed
-    from disk (its volumes are not hashed again: such a run pretrains itself)."""
-    if config.pretrain_steps <= 0 or isinstance(project, StreamedProject):
+    stored whole (all ``features.pretrain_steps``); None otherwise, and always for a project
+    streamed from disk (its volumes are not hashed again: such a run pretrains itself)."""
+    if config.features.pretrain_steps <= 0 or isinstance(project, StreamedProject):
         return None
     return _complete(StudentStore.of(config).load(StudentStore.key(project, config)), config)
 
 
 def _complete(student: PretrainedStudent | None, config: TrainConfig) -> PretrainedStudent | None:
-    """``student`` when it made all of ``config.pretrain_steps``, else None."""
-    if student is None or student.steps < config.pretrain_steps:
+    """``student`` when it made all of ``features.pretrain_steps``, else None."""
+    if student is None or student.steps < config.features.pretrain_steps:
         return None
     return student
 

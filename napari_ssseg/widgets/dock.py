@@ -34,9 +34,10 @@ from qtpy.QtWidgets import (
 
 from napari_ssseg.errors import SsSegError
 from napari_ssseg.folder_reader import labels_layer_name
-from napari_ssseg.io.outputs import write_prediction
 from napari_ssseg.project_store import MODEL_DIR, autosave_time, default_project_dir
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.tasks.outputs import write_prediction
 from napari_ssseg.widgets.cluster import ClusterConnection
 from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
 from napari_ssseg.widgets.layers import (
@@ -70,7 +71,7 @@ def _unbind_keys(viewer: Any) -> None:
 class SsSegWidget(QWidget):
     """Dock widget of napari-ssseg.
 
-    ``config_overrides`` (a dict of :class:`TrainConfig` fields) is merged over the
+    ``config_overrides`` (training settings, JSON values by section) is written over the
     settings chosen in the widget; tests and scripts use it for tiny runs.
     """
 
@@ -465,9 +466,10 @@ class SsSegWidget(QWidget):
     # -- training ---------------------------------------------------------------------------
 
     def training_config(self) -> dict[str, Any]:
-        """TrainConfig fields from the controls, then ``config_overrides``."""
-        values = self.settings.values()
-        return values | self.config_overrides
+        """The training settings of the controls with ``config_overrides`` written over them
+        (JSON values by section)."""
+        chosen = TrainConfig.from_dict(self.settings.values())
+        return chosen.with_values(self.config_overrides).to_dict()
 
     def train(self) -> None:
         """Autosave, then train (warm-starting from the last model) in the background."""
@@ -487,7 +489,7 @@ class SsSegWidget(QWidget):
                 if other.annotated_slices:
                     other.save(default_project_dir(other.image))
             job = session.job(self.training_config(), self.project_dir() / MODEL_DIR, others=others)
-            semi_supervised = bool(job.train_config().teachers)
+            semi_supervised = bool(job.train_config().active_teachers)
             warnings = job.project().warnings(semi_supervised=semi_supervised)
         except SsSegError as error:
             show_error(f"napari-ssseg: {error}")

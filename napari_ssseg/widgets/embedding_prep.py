@@ -18,9 +18,9 @@ from typing import Any
 from qtpy.QtCore import QObject, Signal
 
 from napari_ssseg.errors import SsSegError
-from napari_ssseg.foundation.precompute import needs_embeddings, needs_source_slices
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.tasks.embeddings import needs_embeddings, needs_source_slices
 from napari_ssseg.widgets.run_monitor import RunMonitor
 from napari_ssseg.widgets.session import AnnotationSession
 
@@ -64,19 +64,16 @@ class EmbeddingPreparer(QObject):
         # What the embeddings' keys depend on besides the volume's voxels.
         volume = (
             session.image.name,
-            settings.foundation_model,
-            settings.foundation_checkpoint,
-            settings.embedding_cache,
-            repr(settings.intensity),
-            settings.image_size,
-            settings.context,
+            repr(settings.foundation),
+            repr(settings.student.intensity),
+            settings.student.image_size,
         )
-        # Slices at source resolution and/or the network's squares (foundation/precompute).
+        # Slices at source resolution and/or the network's squares (tasks/embeddings.py).
         kinds = {"slices"} if needs_source_slices(settings, num_classes) else set()
         kinds |= {"squares"} if settings.uses_feature_terms else set()
         # The student pretrained on the label-free bank's squares: it depends on more
         # settings, and on the classes.
-        if settings.pretrain_steps > 0:
+        if settings.features.pretrain_steps > 0:
             from napari_ssseg.training.student_store import StudentStore
 
             shaping = json.dumps(StudentStore.shaping(settings), sort_keys=True, default=str)

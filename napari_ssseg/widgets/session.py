@@ -22,7 +22,7 @@ from napari_ssseg.io.volume import Volume
 from napari_ssseg.project_store import SavedProject, load_project, save_project
 from napari_ssseg.runner.job import TrainingJob, VolumeInput
 from napari_ssseg.runner.results import RunResult
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 
 
 def parse_class_names(text: str) -> list[str]:
@@ -187,17 +187,14 @@ class AnnotationSession:
         if self.model_dir is None or not (self.model_dir / "model.json").is_file():
             return False
         from napari_ssseg.model_store import load_model
+        from napari_ssseg.tasks.train import warm_start_problem
 
         try:
             model = load_model(self.model_dir)
         except InputError:
             return False
         wanted = TrainConfig.from_dict(config)
-        return (
-            model.class_names == self.class_names
-            and wanted.channels == model.config.channels
-            and wanted.in_channels == model.config.in_channels
-        )
+        return warm_start_problem(model, wanted, self.class_names) is None
 
     def apply(self, result: RunResult) -> None:
         """Take this volume's prediction from a finished run, and its model; compute the

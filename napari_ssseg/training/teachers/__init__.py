@@ -12,13 +12,6 @@ turns each teacher's targets into its own weighted loss term.
   distance of a pixel from the interpolated contour and falls with the physical distance to
   the nearer annotated slice, so it counts on smooth, finely sliced anatomy and fades on
   thick slices. It says nothing outside the annotated range.
-- :class:`FlowTeacher`: slice propagation. The labels of each annotated slice carried to its
-  neighbours by optical flow on the images; confidence from the label margin and the match of
-  the warped image with the neighbour's, so it holds where thick slices change shape.
-- :class:`ConnectivityTeacher`: 3-D continuity. Every ``connect_refresh`` steps the student
-  predicts every slice of the partially annotated volumes; predicted components that touch no
-  annotated voxel of their class (look-alike tissue on distant slices) are taught as
-  background, with full confidence there and none elsewhere.
 - :class:`CurriculumTeacher`: whole-volume EMA pseudo-labels, connectivity-filtered where the
   volume has labels, slices admitted by image-level confidence (a confidence curriculum); on
   volumes nobody labelled too, a bounded number of slices a refresh.
@@ -26,10 +19,12 @@ turns each teacher's targets into its own weighted loss term.
   model prompted by the student's prediction, its decoder LoRA-tuned from the labels and the
   student (SC-SAM's two directions); on volumes nobody labelled too.
 - :class:`~napari_ssseg.training.teachers.fused.FusedTeacher`: UnCoL's dual teacher; the mean
-  teacher and the foundation model (:data:`~napari_ssseg.training.config.FUSED_MEMBERS`) give
-  one target per slice, each pixel from the member with the higher confidence.
+  teacher and the foundation model (``fused.members``) give one target per slice, each pixel
+  from the member with the higher confidence.
 
-Each lives in its own module; :func:`build_teachers` makes the ones a method names.
+Each lives in its own module with its settings section in
+:mod:`napari_ssseg.settings.teachers`; :func:`build_teachers` makes the ones a run names,
+each with its own settings.
 """
 
 from __future__ import annotations
@@ -37,24 +32,21 @@ from __future__ import annotations
 import torch
 
 from napari_ssseg.annotation import Project
-from napari_ssseg.data.slices import SlicePool
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.teachers.base import Teacher
-from napari_ssseg.training.teachers.connectivity import ConnectivityTeacher
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.training.teachers.base import Teacher, TeacherSchedule
 from napari_ssseg.training.teachers.curriculum import CurriculumTeacher
-from napari_ssseg.training.teachers.flow import FlowTeacher
 from napari_ssseg.training.teachers.fused import FusedTeacher, fuse_targets
 from napari_ssseg.training.teachers.mean import MeanTeacher
 from napari_ssseg.training.teachers.shape import ShapeTeacher, shape_confidence
 
 __all__ = [
-    "ConnectivityTeacher",
     "CurriculumTeacher",
-    "FlowTeacher",
     "FusedTeacher",
     "MeanTeacher",
     "ShapeTeacher",
     "Teacher",
+    "TeacherSchedule",
     "build_teachers",
     "fuse_targets",
     "shape_confidence",
@@ -68,29 +60,41 @@ def build_teachers(
     student: torch.nn.Module,
     config: TrainConfig,
     device: torch.device,
+    warm_start: bool = False,
 ) -> list[Teacher]:
-    """The teachers named by the method, leaving out those with nothing to teach."""
+    """The teachers named, each given its own settings section of ``config`` and the
+    schedule the budget decides (teachers start at once in a ``warm_start``), leaving out
+    those with nothing to teach."""
+    schedule = TeacherSchedule.from_budget(config.budget, warm_start)
     teachers: list[Teacher] = []
     for name in names:
         if name == "mean":
-            teacher: Teacher = MeanTeacher(student, pool, config, device)
+            teacher: Teacher = MeanTeacher(student, pool, config.mean, schedule, device)
         elif name == "shape":
-            teacher = ShapeTeacher(project, pool, config)
-        elif name == "flow":
-            teacher = FlowTeacher(project, pool, config)
-        elif name == "connect":
-            teacher = ConnectivityTeacher(pool, config, device)
+            teacher = ShapeTeacher(project, pool, config.shape, schedule)
         elif name == "self":
-            teacher = CurriculumTeacher(student, pool, config, device)
+            teacher = CurriculumTeacher(student, pool, config.curriculum, schedule, device)
         elif name == "sam":
+            from napari_ssseg.foundation.loading import embedding_cache, load_backend
             from napari_ssseg.training.teachers.foundation import SamTeacher
 
-            teacher = SamTeacher(project, pool, config, device)
+            teacher = SamTeacher(
+                project,
+                pool,
+                config.sam,
+                schedule,
+                device,
+                load_backend(config.foundation),
+                embedding_cache(config.foundation),
+                seed=config.seed,
+            )
         elif name == "fused":
-            members = build_teachers(config.fused_members, project, pool, student, config, device)
+            members = build_teachers(
+                config.fused.members, project, pool, student, config, device, warm_start
+            )
             if not members:
                 continue
-            teacher = FusedTeacher(members, config)
+            teacher = FusedTeacher(members, config.fused)
         else:
             raise ValueError(f"unknown teacher {name!r}")
         if teacher.covers():

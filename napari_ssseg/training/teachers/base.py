@@ -5,22 +5,46 @@ from __future__ import annotations
 import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume
+from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.data.slice_grid import SliceGrid
-from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.schedules import sigmoid_rampup
+from napari_ssseg.data.slices import SliceRef
+from napari_ssseg.settings.budget import Budget, sigmoid_rampup
+
+
+@dataclass(frozen=True)
+class TeacherSchedule:
+    """When a teacher teaches: from progress ``start``, its weight ramped up (sigmoid) over
+    ``rampup`` (both decided by the :class:`~napari_ssseg.settings.budget.Budget`)."""
+
+    start: float
+    rampup: float
+
+    @classmethod
+    def from_budget(cls, budget: Budget, warm_start: bool) -> TeacherSchedule:
+        return cls(budget.teachers_from(warm_start), budget.rampup)
+
+    def ramp(self, fraction: float) -> float:
+        """The weight's ramp-up factor in [0, 1] at training progress ``fraction``."""
+        return sigmoid_rampup(fraction - self.start, self.rampup)
 
 
 class Teacher(ABC):
     """One source of targets for unannotated slices."""
 
     name: str
-    start: float
-    """Training progress in [0, 1] from which the teacher's loss term is on."""
+    schedule: TeacherSchedule
+    """When the teacher's loss term is on, and its ramp-up."""
+
+    @property
+    def start(self) -> float:
+        """Training progress in [0, 1] from which the teacher's loss term is on."""
+        return self.schedule.start
 
     @abstractmethod
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
@@ -85,15 +109,15 @@ class PrecomputedTeacher(Teacher):
         return torch.stack(out)
 
 
-def rampup(config: TrainConfig, fraction: float, start: float) -> float:
-    """The sigmoid ramp-up of a teacher switched on at ``start``, at progress ``fraction``."""
-    return sigmoid_rampup(fraction - start, config.rampup)
+class GateSettings(Protocol):
+    threshold_start: float
+    threshold_end: float
 
 
-def gate_threshold(config: TrainConfig, ramp: float) -> float:
+def gate_threshold(settings: GateSettings, ramp: float) -> float:
     """The uncertainty below which a pixel counts, rising from ``threshold_start`` to
     ``threshold_end`` with the ramp-up."""
-    return config.threshold_start + (config.threshold_end - config.threshold_start) * ramp
+    return settings.threshold_start + (settings.threshold_end - settings.threshold_start) * ramp
 
 
 def partially_annotated(pool: SlicePool) -> list[int]:

@@ -5,47 +5,53 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.inference.connectivity import keep_connected_with_labels
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.data.connectivity import keep_connected_with_labels
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.data.slices import SliceRef
+from napari_ssseg.networks.uncertainty import mc_dropout_probs, normalised_entropy
+from napari_ssseg.settings.teachers import CurriculumSettings
 from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import gated_pseudo_label_loss
 from napari_ssseg.training.teachers.base import (
     Teacher,
+    TeacherSchedule,
     blank_target,
     gate_threshold,
     predict_slices,
-    rampup,
     with_unannotated,
 )
-from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
 
 class CurriculumTeacher(Teacher):
     """Whole-volume pseudo-labels from the EMA of the student, admitted by confidence.
 
-    Every ``connect_refresh`` steps the EMA model predicts, with MC dropout, every slice of
+    Every ``refresh`` steps the EMA model predicts, with MC dropout, every slice of
     the next volumes with an unannotated slice (partially annotated or unlabelled, in turn,
-    whole volumes up to ``curriculum_slices`` slices a refresh, so a project of many volumes
+    whole volumes up to ``slices`` slices a refresh, so a project of many volumes
     costs a bounded time per refresh); the user's labels replace the prediction on annotated
     slices and, per class the user labelled in the volume, predicted components not connected
     in 3-D to the annotation become background (a volume nobody labelled keeps its
     prediction). The unannotated slices of every volume refreshed so far are ranked by
     image-level confidence (1 - mean normalised entropy) and the most confident fraction is
-    admitted, growing linearly from ``curriculum_start_fraction`` to all slices over
+    admitted, growing linearly from ``first_share`` to all slices over
     training. Targets are the filtered labels, confidence 1 - entropy per pixel.
     """
 
     name = "self"
 
     def __init__(
-        self, student: torch.nn.Module, pool: SlicePool, config: TrainConfig, device: torch.device
+        self,
+        student: torch.nn.Module,
+        pool: SlicePool,
+        settings: CurriculumSettings,
+        schedule: TeacherSchedule,
+        device: torch.device,
     ):
-        self.model = ema_teacher(student, config.ema_decay)
+        self.model = ema_teacher(student, settings.ema_decay)
         self.pool = pool
-        self.config = config
+        self.settings = settings
+        self.schedule = schedule
         self.device = device
-        self.start = config.ssl_start
         self.num_classes = pool.num_classes + 1
         self.volumes = with_unannotated(pool)
         self._targets: dict[SliceRef, torch.Tensor] = {}
@@ -63,23 +69,23 @@ class CurriculumTeacher(Teacher):
         self, logits: torch.Tensor, target: torch.Tensor, fraction: float
     ) -> tuple[torch.Tensor, float]:
         """CE toward the pseudo-labels where their uncertainty is below the rising threshold."""
-        ramp = rampup(self.config, fraction, self.start)
-        threshold = gate_threshold(self.config, ramp)
+        ramp = self.schedule.ramp(fraction)
+        threshold = gate_threshold(self.settings, ramp)
         loss = gated_pseudo_label_loss(logits, target[:, :-1], 1.0 - target[:, -1], threshold)
-        return loss, self.config.curriculum_weight * ramp
+        return loss, self.settings.weight * ramp
 
     def update(self, student: torch.nn.Module) -> None:
         self.model.update_parameters(student)
 
     @torch.no_grad()
     def prepare(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
-        due = self.refreshed is None or iteration - self.refreshed >= self.config.connect_refresh
+        due = self.refreshed is None or iteration - self.refreshed >= self.settings.refresh
         if not due:
             return
         for v in self._due_volumes():
             self._scores[v] = self._refresh_volume(v)
         scores = [item for volume_scores in self._scores.values() for item in volume_scores]
-        first = self.config.curriculum_start_fraction
+        first = self.settings.first_share
         share = first + (1.0 - first) * min(max(fraction, 0.0), 1.0)
         scores.sort(key=lambda item: -item[0])
         self._admitted = [ref for _, ref in scores[: max(1, int(round(share * len(scores))))]]
@@ -87,14 +93,14 @@ class CurriculumTeacher(Teacher):
         self.version += 1
 
     def _due_volumes(self) -> list[int]:
-        """The next volumes in turn, whole, up to ``curriculum_slices`` slices (at least one
+        """The next volumes in turn, whole, up to ``slices`` slices (at least one
         volume; each volume at most once a refresh)."""
         due: list[int] = []
         total = 0
         while len(due) < len(self.volumes):
             v = self.volumes[self._next]
             count = self.pool.volumes[v].num_slices
-            if due and total + count > self.config.curriculum_slices:
+            if due and total + count > self.settings.slices:
                 break
             due.append(v)
             total += count
@@ -104,7 +110,7 @@ class CurriculumTeacher(Teacher):
     def _refresh_volume(self, v: int) -> list[tuple[float, SliceRef]]:
         prepared = self.pool.volumes[v]
         prob = predict_slices(  # (Z, K, S, S)
-            lambda batch: mc_dropout_probs(self.model.module, batch, self.config.teacher_passes),
+            lambda batch: mc_dropout_probs(self.model.module, batch, self.settings.passes),
             self.pool,
             [(v, z) for z in range(prepared.num_slices)],
             self.device,

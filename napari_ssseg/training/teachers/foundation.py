@@ -1,7 +1,7 @@
 """The foundation-model teacher (SC-SAM's generalist direction): the student's prediction on an
 unannotated slice prompts a Segment-Anything-style model, whose masks become targets.
 
-Every ``sam_refresh`` steps the student predicts up to ``sam_slices`` unannotated slices (the
+Every ``refresh`` steps the student predicts up to ``slices`` unannotated slices (the
 least recently refreshed first; never refreshed ones one volume at a time in turn, each from its
 middle outward), of partially annotated volumes and of volumes nobody labelled alike: the
 prompts come from the student, not from the volume's labels. Per class, the predicted
@@ -14,25 +14,8 @@ where it disagrees with the student's argmax, so disagreements count less (UnCoL
 Embeddings come from an on-disk cache keyed by slice content, so a retrain does not recompute
 them.
 
-Per-class trust (``sam_trust_dice`` > 0): at every refresh the foundation model, prompted with
-the box of each class the user labelled, segments up to 8 annotated slices (of any volume,
-fully labelled ones included); a class whose masks
-there reach a Dice below ``sam_trust_dice`` with the user's labels is not taught: pixels where
-the foundation model or the student says that class get confidence 0. A box-prompted model
-fills a ring (ACDC's myocardium) and, with it, the cavity inside; the student would learn both
-wrong.
-
-Encoder time (``foundation_time_share`` < 1 with a ``max_time``): the teacher counts the seconds
-its embeddings take (and the feature bank's, see ``feature_alignment.py``); once they reach
-the share of the budget, refreshes pick only slices already embedded, so a slow encoder (a CPU)
-cannot starve the student of steps.
-
-Refresh time (``sam_time_share`` < 1 with a ``max_time``): the teacher counts the seconds its
-refreshes take, everything they do included; a due refresh waits while they exceed the share
-of the time since the first one, so the student keeps the rest of the teacher's part of the run.
-
-The other direction: with ``sam_lora_rank`` > 0 the foundation model's mask decoder gets LoRA
-adapters (peft) that learn, at every refresh, for ``sam_tune_steps`` steps: from the user's
+The other direction: with ``lora_rank`` > 0 the foundation model's mask decoder gets LoRA
+adapters (peft) that learn, at every refresh, for ``tune_steps`` steps: from the user's
 labels on annotated slices (box of each labelled class -> mask, Dice + BCE) and, with the
 ramp-up, from the student's pseudo-labels on the refreshed slices. The image encoder stays
 frozen, so cached embeddings remain valid.
@@ -58,42 +41,36 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import torch
 
-from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.data.intensity import normalise_intensity
-from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.annotation import Project
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.data.slices import SliceRef
+from napari_ssseg.foundation.backend import FoundationBackend
+from napari_ssseg.foundation.embedding_cache import EmbeddingCache
+from napari_ssseg.foundation.loading import volume_slices
+from napari_ssseg.settings.student import IntensityConfig
+from napari_ssseg.settings.teachers import SamSettings
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
 from napari_ssseg.training.peers import NOBODY, Peers, assign_owners, default_peers
 from napari_ssseg.training.teachers.base import (
     Teacher,
+    TeacherSchedule,
     blank_target,
     interleaved,
-    rampup,
     with_unannotated,
 )
 
 LABELLED_SLICES = 16
-"""At most this many labelled slices (spread over the project) measure trust and teach the
-adapters: each is embedded once, and a project of fully labelled volumes holds hundreds."""
-
-
-def load_backend(config: TrainConfig):
-    """The foundation model named by ``config`` (LiteMedSAM by default), on the CPU."""
-    from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
-    from napari_ssseg.foundation.sam import SamBackend
-
-    if config.foundation_model == "litemedsam":
-        return LiteMedSamBackend.load(config.foundation_checkpoint)
-    return SamBackend.load(config.foundation_model, config.foundation_checkpoint)
+"""At most this many labelled slices (spread over the project) teach the adapters: each is
+embedded once, and a project of fully labelled volumes holds hundreds."""
 
 
 class SourceSlices(Mapping[int, np.ndarray]):
     """Per volume index, the volume's (N, H, W) slices along its axis at source resolution,
     in [0, 1], made on first use (a project of many volumes is not normalised all at once)."""
 
-    def __init__(self, project: Project, config: TrainConfig, volumes: list[int]):
+    def __init__(self, project: Project, intensity: IntensityConfig, volumes: list[int]):
         self._project = project
-        self._config = config
+        self._intensity = intensity
         self._volumes = list(dict.fromkeys(volumes))
         self._made: dict[int, np.ndarray] = {}
 
@@ -101,7 +78,7 @@ class SourceSlices(Mapping[int, np.ndarray]):
         if v not in self._volumes:
             raise KeyError(v)
         if v not in self._made:
-            self._made[v] = volume_slices(self._project.volumes[v], self._config)
+            self._made[v] = volume_slices(self._project.volumes[v], self._intensity)
         return self._made[v]
 
     def __iter__(self) -> Iterator[int]:
@@ -111,27 +88,11 @@ class SourceSlices(Mapping[int, np.ndarray]):
         return len(self._volumes)
 
 
-def source_slices(project: Project, pool: SlicePool, config: TrainConfig) -> SourceSlices:
+def source_slices(project: Project, pool: SlicePool) -> SourceSlices:
     """The slices the foundation teacher works on: those of every volume with an unannotated
-    slice (its targets) or a labelled annotated slice (its trust and its adapters' labels)."""
+    slice (its targets) or a labelled annotated slice (its adapters' labels)."""
     labelled = [v for v, volume in enumerate(project.volumes) if volume.annotated_slices]
-    return SourceSlices(project, config, sorted({*with_unannotated(pool), *labelled}))
-
-
-def volume_slices(volume: AnnotatedVolume, config: TrainConfig) -> np.ndarray:
-    """(N, H, W) slices of ``volume`` along its axis at source resolution, in [0, 1]: what the
-    foundation model embeds of it (the teacher's targets, refined predictions)."""
-    data = normalise_intensity(volume.image.data, config.intensity)
-    return np.moveaxis(data, volume.axis, 0)
-
-
-def embedding_cache(config: TrainConfig):
-    """The on-disk embedding cache of ``config`` (default: the user cache folder)."""
-    from napari_ssseg.foundation.checkpoints import default_cache_dir
-    from napari_ssseg.foundation.embedding_cache import EmbeddingCache
-
-    root = config.embedding_cache or default_cache_dir() / "embeddings"
-    return EmbeddingCache(root)
+    return SourceSlices(project, pool.intensity, sorted({*with_unannotated(pool), *labelled}))
 
 
 class SamTeacher(Teacher):
@@ -143,23 +104,27 @@ class SamTeacher(Teacher):
         self,
         project: Project,
         pool: SlicePool,
-        config: TrainConfig,
+        settings: SamSettings,
+        schedule: TeacherSchedule,
         device: torch.device,
-        backend=None,
-        cache=None,
+        backend: FoundationBackend,
+        cache: EmbeddingCache,
+        seed: int = 0,
         peers: Peers | None = None,
     ):
+        """``seed`` seeds the adapters' draws and the points of the prompts."""
         self.pool = pool
-        self.config = config
+        self.settings = settings
+        self.schedule = schedule
         self.device = device
-        self.start = config.ssl_start
+        self.seed = seed
         self.num_classes = project.num_classes + 1
-        self.backend = backend if backend is not None else load_backend(config)
-        self.cache = cache if cache is not None else embedding_cache(config)
+        self.backend = backend
+        self.cache = cache
         self.peers = peers if peers is not None else default_peers()
         self.embeddings_received = 0  # embeddings other copies made for this copy's cache
         self.use_points = "point" in self.backend.card.trained_prompts
-        self.sources = source_slices(project, pool, config)
+        self.sources = source_slices(project, pool)
         self.candidates = interleaved([ref for ref in pool.unlabelled if ref[0] in self.sources])
         # The user's labels on annotated slices, (H, W), of every volume with some.
         self.labelled: list[tuple[int, int, np.ndarray]] = []
@@ -171,30 +136,23 @@ class SamTeacher(Teacher):
         if len(self.labelled) > LABELLED_SLICES:  # spread over the volumes that have them
             chosen = np.linspace(0, len(self.labelled) - 1, LABELLED_SLICES).round().astype(int)
             self.labelled = [self.labelled[i] for i in dict.fromkeys(chosen.tolist())]
-        # Classes taught from the foundation model's masks (index 0, background, unused).
-        self.trusted = np.ones(self.num_classes, dtype=bool)
-        self.trust_dice: list[float | None] = [None] * self.num_classes
         # Seconds spent embedding (cache reads included: they take milliseconds).
         self.encode_seconds = 0.0
         self._last_refresh: dict[SliceRef, int] = {}
-        # The candidates already embedded when the encoder's share was spent (from then on
-        # refreshes embed nothing new, so the list stays right; one look at the cache).
-        self._embedded_candidates: list[SliceRef] | None = None
         self._targets: dict[SliceRef, torch.Tensor] = {}
         self.refreshed: int | None = None
-        # Seconds the refreshes took, and when the first began (time.perf_counter()).
+        # Seconds the refreshes took.
         self.refresh_seconds = 0.0
         self.refreshes = 0
-        self._first_refresh: float | None = None
-        self.tuner = _DecoderTuner(self, project, config) if config.sam_lora_rank > 0 else None
+        self.tuner = _DecoderTuner(self) if settings.lora_rank > 0 else None
 
     def loss(
         self, logits: torch.Tensor, target: torch.Tensor, fraction: float
     ) -> tuple[torch.Tensor, float]:
         """CE toward the foundation model's masks weighted by their confidence, ramped up."""
-        ramp = rampup(self.config, fraction, self.start)
+        ramp = self.schedule.ramp(fraction)
         loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
-        return loss, self.config.sam_weight * ramp
+        return loss, self.settings.weight * ramp
 
     def covers(self) -> list[SliceRef]:
         if self.refreshed is None:
@@ -203,12 +161,10 @@ class SamTeacher(Teacher):
 
     @torch.no_grad()
     def prepare(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
-        due = self.refreshed is None or iteration - self.refreshed >= self.config.sam_refresh
-        if not due or not self.candidates or self._refresh_time_spent():
+        due = self.refreshed is None or iteration - self.refreshed >= self.settings.refresh
+        if not due or not self.candidates:
             return
         begun = time.perf_counter()
-        if self._first_refresh is None:
-            self._first_refresh = begun
         try:
             self._refresh(student, iteration, fraction)
         finally:
@@ -216,17 +172,10 @@ class SamTeacher(Teacher):
 
     def _refresh(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:
         """New targets for the least recently refreshed candidates (and a tuning of the
-        adapters, and the trust measure, when on)."""
-        allowed = self.candidates
-        if self._encoder_time_spent():
-            if self._embedded_candidates is None:
-                self._embedded_candidates = [ref for ref in self.candidates if self._embedded(ref)]
-            allowed = self._embedded_candidates
-            if not allowed:
-                return
+        adapters, when on)."""
         # The least recently refreshed first (never refreshed: in candidate order).
-        order = sorted(allowed, key=lambda ref: self._last_refresh.get(ref, -1))
-        refs = order[: min(self.config.sam_slices, len(order))]
+        order = sorted(self.candidates, key=lambda ref: self._last_refresh.get(ref, -1))
+        refs = order[: min(self.settings.slices, len(order))]
         for ref in refs:
             self._last_refresh[ref] = iteration
         was_training = student.training
@@ -240,8 +189,6 @@ class SamTeacher(Teacher):
             self._share_embeddings(refs + labelled)
         if self.tuner is not None:
             self.tuner.step(refs, probs, fraction)
-        if self.config.sam_trust_dice > 0:
-            self._measure_trust()
         for ref, target in zip(refs, self._refreshed_targets(refs, probs), strict=True):
             if target is not None:
                 self._targets[ref] = target
@@ -258,27 +205,6 @@ class SamTeacher(Teacher):
             "encode_seconds": round(self.encode_seconds, 2),
         }
 
-    def _refresh_time_spent(self) -> bool:
-        """Whether the refreshes have taken more than ``sam_time_share`` of the time since the
-        first (any copy's count; never before the first, never without ``max_time``)."""
-        share = self.config.sam_time_share
-        if self.config.max_time is None or share >= 1.0 or self._first_refresh is None:
-            return False
-        since = time.perf_counter() - self._first_refresh
-        return bool(self.peers.gather_flags([self.refresh_seconds > share * since]).any())
-
-    def _encoder_time_spent(self) -> bool:
-        """Whether the embeddings have taken their share of the budget (any copy's count)."""
-        limit = self.config.foundation_seconds
-        if limit is None:
-            return False
-        return bool(self.peers.gather_flags([self.encode_seconds >= limit]).any())
-
-    def _embedded(self, ref: SliceRef) -> bool:
-        v, z = ref
-        image = self.sources[v][z]
-        return self.cache.has(self.cache.key(image, self.backend.cache_id, self.backend.input_size))
-
     def embedding(self, image: np.ndarray) -> torch.Tensor:
         """(1, D, g, g) embedding of one source slice (cached), its time counted."""
         from napari_ssseg.foundation.embedding_cache import embed_slices
@@ -287,37 +213,6 @@ class SamTeacher(Teacher):
         embedding, _ = embed_slices(self.backend, [image], self.cache)
         self.encode_seconds += time.perf_counter() - start
         return embedding
-
-    def _measure_trust(self) -> None:
-        """Dice of the foundation model's box-prompted masks with the user's labels, per class,
-        pooled over up to 8 annotated slices; sets :attr:`trusted`. A class with no labelled
-        voxel there is not trusted (nothing shows the model can segment it); with no labelled
-        slice at all, every class stays trusted."""
-        if not self.labelled:
-            return
-        chosen = np.linspace(0, len(self.labelled) - 1, min(8, len(self.labelled))).astype(int)
-        overlap = np.zeros(self.num_classes)
-        total = np.zeros(self.num_classes)
-        for i in dict.fromkeys(chosen.tolist()):
-            v, z, labels = self.labelled[i]
-            image = self.sources[v][z]
-            transform = self.backend.slice_transform(image.shape)
-            prompts, classes = label_box_prompts(labels, self.num_classes, transform)
-            if not prompts:
-                continue
-            embedding = self.embedding(image)
-            logits = self.backend.decode_prompts(
-                embedding.expand(len(prompts), -1, -1, -1), prompts
-            )
-            masks = (transform.logits_to_slice(logits.cpu())[:, 0] > 0).numpy()
-            for mask, c in zip(masks, classes, strict=True):
-                truth = labels == c
-                overlap[c] += 2 * np.logical_and(mask, truth).sum()
-                total[c] += mask.sum() + truth.sum()
-        dice = np.divide(overlap, total, out=np.zeros_like(overlap), where=total > 0)
-        measured = [float(d) if t > 0 else None for d, t in zip(dice, total, strict=True)]
-        self.trust_dice = [None, *measured[1:]]
-        self.trusted = (total > 0) & (dice >= self.config.sam_trust_dice)
 
     def _share_embeddings(self, refs: list[SliceRef]) -> None:
         """Put the embeddings of ``refs`` into every copy's cache, each made only once."""
@@ -385,7 +280,7 @@ class SamTeacher(Teacher):
                 n_positive=3 if self.use_points else 0,
                 n_negative=3 if self.use_points else 0,
                 transform=transform,
-                seed=self.config.seed + z,
+                seed=self.seed + z,
             )
             if prompt is not None:
                 prompts.append(prompt)
@@ -409,13 +304,6 @@ class SamTeacher(Teacher):
         confidence = (2 * winner - 1).clamp(0, 1)
         agrees = on_grid.argmax(dim=0) == prob.argmax(dim=0)
         confidence = torch.where(agrees, confidence, 0.5 * confidence)
-        distrusted = torch.from_numpy(~self.trusted[1:]).nonzero()[:, 0] + 1
-        if len(distrusted) == self.num_classes - 1:
-            return None
-        if len(distrusted):
-            about = torch.isin(on_grid.argmax(dim=0), distrusted)
-            about |= torch.isin(prob.argmax(dim=0), distrusted)
-            confidence = torch.where(about, 0.0, confidence)
         return torch.cat([on_grid, confidence[None]])
 
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
@@ -442,30 +330,28 @@ class _DecoderTuner:
     the cost of one all-reduce of the few adapter weights.
     """
 
-    def __init__(self, teacher: SamTeacher, project: Project, config: TrainConfig):
+    def __init__(self, teacher: SamTeacher):
         from napari_ssseg.foundation.lora import add_lora
 
         self.teacher = teacher
-        self.config = config
+        self.settings = teacher.settings
         self.peers = teacher.peers
-        count = add_lora(teacher.backend, rank=config.sam_lora_rank)
+        count = add_lora(teacher.backend, rank=self.settings.lora_rank)
         self.trainable_parameters = count
         self.parameters = [p for p in teacher.backend.parameters() if p.requires_grad]
         self.peers.broadcast(self.parameters)
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.sam_lr)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=self.settings.lr)
         self.labelled = teacher.labelled
-        self.rng = np.random.default_rng(self.peers.seed(config.seed))
+        self.rng = np.random.default_rng(self.peers.seed(teacher.seed))
 
     @torch.enable_grad()  # called from SamTeacher.prepare, which runs under no_grad
     def step(self, refs: list[SliceRef], probs: torch.Tensor, fraction: float) -> None:
-        """``sam_tune_steps`` optimiser steps: one labelled slice each, plus (ramped) one of
-        the refreshed slices with the student's argmax as the target."""
-        from napari_ssseg.training.schedules import sigmoid_rampup
-
-        ramp = sigmoid_rampup(fraction - self.teacher.start, self.config.rampup)
+        """``tune_steps`` optimiser steps: one labelled slice each, plus (ramped) one of the
+        refreshed slices with the student's argmax as the target."""
+        ramp = self.teacher.schedule.ramp(fraction)
         self.teacher.backend.train()
         try:
-            for _ in range(self.config.sam_tune_steps):
+            for _ in range(self.settings.tune_steps):
                 total = torch.zeros(())
                 if self.labelled:
                     v, z, labels = self.labelled[self.rng.integers(len(self.labelled))]

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from napari_ssseg.data.slices import SliceRef
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings.teachers import FusedSettings
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
-from napari_ssseg.training.teachers.base import Teacher, rampup
+from napari_ssseg.training.teachers.base import Teacher
 
 
 def fuse_targets(targets: list[torch.Tensor]) -> torch.Tensor:
@@ -68,12 +68,13 @@ class FusedTeacher(Teacher):
 
     name = "fused"
 
-    def __init__(self, members: list[Teacher], config: TrainConfig):
+    def __init__(self, members: list[Teacher], settings: FusedSettings):
         if not members:
             raise ValueError("a fused teacher needs at least one member teacher")
         self.members = list(members)
-        self.config = config
-        self.start = min(member.start for member in self.members)
+        self.settings = settings
+        first = min(self.members, key=lambda member: member.start)
+        self.schedule = first.schedule
         self.started: list[Teacher] = []
 
     @property
@@ -104,10 +105,10 @@ class FusedTeacher(Teacher):
         self, logits: torch.Tensor, target: torch.Tensor, fraction: float
     ) -> tuple[torch.Tensor, float]:
         """CE toward the fused argmax weighted per pixel by the fused confidence, weighted by
-        ``fused_weight`` with the ramp-up from :attr:`start`."""
-        ramp = rampup(self.config, fraction, self.start)
+        ``weight`` with the ramp-up from :attr:`start`."""
+        ramp = self.schedule.ramp(fraction)
         loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
-        return loss, self.config.fused_weight * ramp
+        return loss, self.settings.weight * ramp
 
     def update(self, student: torch.nn.Module) -> None:
         for member in self.members:

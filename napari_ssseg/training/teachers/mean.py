@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.data.slices import SliceRef
+from napari_ssseg.networks.uncertainty import mc_dropout_probs, normalised_entropy
+from napari_ssseg.settings.teachers import MeanSettings
 from napari_ssseg.training.ema import ema_teacher
-from napari_ssseg.training.losses import gated_consistency_loss, gated_pseudo_label_loss
+from napari_ssseg.training.losses import gated_consistency_loss
 from napari_ssseg.training.teachers.base import (
     Teacher,
+    TeacherSchedule,
     gate_threshold,
     predict_slices,
-    rampup,
 )
-from napari_ssseg.training.uncertainty import mc_dropout_probs, normalised_entropy
 
 
 class MeanTeacher(Teacher):
@@ -23,13 +24,18 @@ class MeanTeacher(Teacher):
     name = "mean"
 
     def __init__(
-        self, student: torch.nn.Module, pool: SlicePool, config: TrainConfig, device: torch.device
+        self,
+        student: torch.nn.Module,
+        pool: SlicePool,
+        settings: MeanSettings,
+        schedule: TeacherSchedule,
+        device: torch.device,
     ):
-        self.model = ema_teacher(student, config.ema_decay)
+        self.model = ema_teacher(student, settings.ema_decay)
         self.pool = pool
-        self.config = config
+        self.settings = settings
+        self.schedule = schedule
         self.device = device
-        self.start = config.ssl_start
 
     def covers(self) -> list[SliceRef]:
         return list(self.pool.unlabelled)
@@ -37,7 +43,7 @@ class MeanTeacher(Teacher):
     def targets(self, refs: list[SliceRef]) -> torch.Tensor:
         probs = predict_slices(
             lambda batch: mc_dropout_probs(
-                self.model.module, batch, self.config.teacher_passes, self.config.teacher_noise
+                self.model.module, batch, self.settings.passes, self.settings.noise
             ),
             self.pool,
             refs,
@@ -49,17 +55,13 @@ class MeanTeacher(Teacher):
     def loss(
         self, logits: torch.Tensor, target: torch.Tensor, fraction: float
     ) -> tuple[torch.Tensor, float]:
-        """Consistency (MSE, or CE with ``consistency_loss="ce"``) where the teacher's
-        uncertainty is below the rising threshold, with the ramp-up."""
-        ramp = rampup(self.config, fraction, self.start)
-        gated = (
-            gated_consistency_loss
-            if self.config.consistency_loss == "mse"
-            else gated_pseudo_label_loss
-        )
+        """Squared error where the teacher's uncertainty is below the rising threshold, with
+        the ramp-up."""
+        ramp = self.schedule.ramp(fraction)
         uncertainty = 1.0 - target[:, -1]
-        loss = gated(logits, target[:, :-1], uncertainty, gate_threshold(self.config, ramp))
-        return loss, self.config.consistency_weight * ramp
+        threshold = gate_threshold(self.settings, ramp)
+        loss = gated_consistency_loss(logits, target[:, :-1], uncertainty, threshold)
+        return loss, self.settings.weight * ramp
 
     def update(self, student: torch.nn.Module) -> None:
         self.model.update_parameters(student)

@@ -9,10 +9,11 @@ import torch
 
 from napari_ssseg.annotation import Project
 from napari_ssseg.baselines.interpolation import blended_distances
-from napari_ssseg.data.slices import SlicePool, SliceRef
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.data.pool import SlicePool
+from napari_ssseg.data.slices import SliceRef
+from napari_ssseg.settings.teachers import ShapeSettings
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
-from napari_ssseg.training.teachers.base import PrecomputedTeacher, slice_pixel_mm
+from napari_ssseg.training.teachers.base import PrecomputedTeacher, TeacherSchedule, slice_pixel_mm
 
 
 def shape_confidence(
@@ -101,14 +102,16 @@ def extent_confidence(
 
 class ShapeTeacher(PrecomputedTeacher):
     """Targets interpolated between annotated slices (shape continuity) and, with
-    ``shape_extent``, background beyond the annotated structure's ends
+    ``extent``, background beyond the annotated structure's ends
     (:func:`extent_confidence`)."""
 
     name = "shape"
 
-    def __init__(self, project: Project, pool: SlicePool, config: TrainConfig):
-        self.config = config
-        self.start = config.shape_start
+    def __init__(
+        self, project: Project, pool: SlicePool, settings: ShapeSettings, schedule: TeacherSchedule
+    ):
+        self.settings = settings
+        self.schedule = schedule
         self.num_classes = project.num_classes + 1
         self._targets: dict[SliceRef, torch.Tensor] = {}
         for v, (volume, prepared) in enumerate(zip(project.volumes, pool.volumes, strict=True)):
@@ -123,12 +126,12 @@ class ShapeTeacher(PrecomputedTeacher):
             agreement = neighbour_agreement(prepared.labels.numpy(), annotated)
             for z, (blended, gap) in maps.items():
                 labels, confidence = shape_confidence(
-                    blended, gap * slice_mm, config.shape_margin_mm, config.shape_range_mm
+                    blended, gap * slice_mm, settings.margin_mm, settings.range_mm
                 )
                 confidence *= agreement[z]
                 onehot = np.eye(self.num_classes, dtype=np.float32)[labels].transpose(2, 0, 1)
                 self._targets[(v, z)] = torch.from_numpy(np.concatenate([onehot, confidence[None]]))
-            if config.shape_extent:
+            if settings.extent:
                 size = tuple(prepared.labels.shape[1:])
                 for z, confidence in extent_confidence(
                     prepared.labels.numpy(), annotated, prepared.labels.shape[0]
@@ -141,7 +144,7 @@ class ShapeTeacher(PrecomputedTeacher):
     def loss(
         self, logits: torch.Tensor, target: torch.Tensor, fraction: float
     ) -> tuple[torch.Tensor, float]:
-        """CE toward the interpolated shapes weighted by their confidence, from ``shape_start``
-        at full weight (the targets do not depend on the student, so need no ramp-up)."""
+        """CE toward the interpolated shapes weighted by their confidence, from the teachers'
+        start at full weight (the targets do not depend on the student, so need no ramp-up)."""
         loss = weighted_pseudo_label_loss(logits, target[:, :-1], target[:, -1])
-        return loss, self.config.shape_weight
+        return loss, self.settings.weight

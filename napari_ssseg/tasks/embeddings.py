@@ -20,7 +20,8 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.foundation import loading
+from napari_ssseg.settings import TrainConfig
 
 
 class EmbeddingStopped(Exception):
@@ -55,17 +56,17 @@ def precompute_embeddings(
     num_classes = len(project.class_names)
     if not needs_embeddings(config, num_classes):
         return 0
-    from napari_ssseg.data.slices import SlicePool
+    from napari_ssseg.data.pool import SlicePool
     from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
     from napari_ssseg.training.teachers.foundation import source_slices
 
-    pool = SlicePool(project, config.image_size, config.intensity, config.context)
+    pool = SlicePool(project, config.student.image_size, config.student.intensity)
     slices: list[np.ndarray] = []
     if needs_source_slices(config, num_classes):
-        for data in source_slices(project, pool, config).values():
+        for data in source_slices(project, pool).values():
             slices.extend(data)
     if config.uses_feature_bank:
-        slices.extend(bank_squares(pool, choose_slices(pool, config.distill_slices)))
+        slices.extend(bank_squares(pool, choose_slices(pool, config.features.slices)))
     progress = None if on_progress is None else lambda done, total: on_progress(done / total)
     return _embed_into_cache(config, slices, progress)
 
@@ -81,7 +82,7 @@ def embed_volume(
     on a project of ``num_classes`` classes could embed, whatever the user labels next: each
     slice along ``volume.axis`` at source resolution (the foundation teacher, refined
     predictions) and, when a feature term is on, each slice as the network's padded square
-    (the feature bank); with pretraining alone (``pretrain_steps``), the squares of the
+    (the feature bank); with pretraining alone (``features.pretrain_steps``), the squares of the
     label-free bank it distils from.
 
     ``on_progress(done, total)`` follows each slice; ``should_stop`` is asked before each
@@ -91,24 +92,23 @@ def embed_volume(
     """
     if not needs_embeddings(config, num_classes):
         return 0, 0
-    from napari_ssseg.data.slices import SlicePool
+    from napari_ssseg.data.pool import SlicePool
     from napari_ssseg.training.embedding_bank import bank_squares, choose_slices
-    from napari_ssseg.training.teachers.foundation import volume_slices
 
     source = needs_source_slices(config, num_classes)
-    slices = list(volume_slices(volume, config)) if source else []
+    slices = list(loading.volume_slices(volume, config.student.intensity)) if source else []
     if config.uses_feature_bank:
         # Only the images matter for the squares: a label-free copy needs no class names.
         blank = AnnotatedVolume.unlabelled(volume.image, volume.axis)
         pool = SlicePool(
-            Project([blank], ["foreground"]), config.image_size, config.intensity, config.context
+            Project([blank], ["foreground"]), config.student.image_size, config.student.intensity
         )
         # Distillation in the steps takes the run's bank, which depends on the labels: every
         # square. Pretraining alone takes the label-free bank (training/pretraining.py).
         refs = (
             sorted(pool.labelled + pool.unlabelled)
             if config.uses_feature_terms
-            else choose_slices(pool, config.distill_slices)
+            else choose_slices(pool, config.features.slices)
         )
         slices.extend(bank_squares(pool, refs))
     return _embed_into_cache(config, slices, on_progress, should_stop), len(slices)
@@ -124,10 +124,9 @@ def _embed_into_cache(
     time (``on_progress(done, total)`` after each, ``should_stop`` before each: raises
     :class:`EmbeddingStopped`); returns how many were not cached already."""
     from napari_ssseg.foundation.embedding_cache import embed_slices
-    from napari_ssseg.training.teachers.foundation import embedding_cache, load_backend
 
-    backend = load_backend(config)
-    cache = embedding_cache(config)
+    backend = loading.load_backend(config.foundation)
+    cache = loading.embedding_cache(config.foundation)
     before = cache.misses
     for i, image in enumerate(slices):
         if should_stop is not None and should_stop():

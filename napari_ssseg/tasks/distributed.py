@@ -30,8 +30,8 @@ import torch
 from napari_ssseg.annotation import Project
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.model_store import TrainedModel
-from napari_ssseg.pipeline import train_model
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.tasks.train import train_model
 from napari_ssseg.training.loop import TrainProgress
 from napari_ssseg.training.replica import Replica
 

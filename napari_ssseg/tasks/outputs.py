@@ -7,7 +7,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,21 +14,8 @@ from pathlib import Path
 from napari_ssseg.errors import InputError, SsSegError
 from napari_ssseg.inference.predict import Prediction
 from napari_ssseg.io.nifti import write_image, write_labels
+from napari_ssseg.io.paths import safe_name
 from napari_ssseg.io.volume import Volume
-
-_UNSAFE = re.compile(r"[/\\:\x00-\x1f]")
-
-
-def safe_name(name: str, fallback: str = "volume") -> str:
-    """``name`` made usable as a file name that stays in the folder it is joined to.
-
-    A volume's name may come from a napari layer, which can hold anything: path separators,
-    drive colons and control characters become ``_`` and leading dots are dropped, so
-    ``"../../x"`` gives ``"_.._x"`` and ``"/etc/x"`` gives ``"_etc_x"``, never a path that
-    leaves the folder. An empty result becomes ``fallback``.
-    """
-    cleaned = _UNSAFE.sub("_", name).lstrip(". ").strip()
-    return cleaned or fallback
 
 
 def prediction_paths(out_dir: Path, name: str) -> dict[str, Path]:

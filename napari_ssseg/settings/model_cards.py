@@ -1,6 +1,6 @@
 """Model cards: which foundation checkpoints exist and how to feed them.
 
-The cards live in ``registry.json`` beside this module (package data, so installed wheels find
+The cards live in ``model_cards.json`` beside this module (package data, so installed wheels find
 them); ``models/`` at the repository root holds the human-readable versions.
 """
 
@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from napari_ssseg.foundation.errors import ModelCardError
+from napari_ssseg.errors import ModelCardError
 
 FAMILIES = ("litemedsam", "sam")
 RESIZE_MODES = ("longest_side_pad", "stretch")
@@ -89,7 +89,7 @@ class ModelCard:
 
 @cache
 def _registry() -> dict[str, Any]:
-    text = resources.files("napari_ssseg.foundation").joinpath("registry.json").read_text()
+    text = resources.files("napari_ssseg.settings").joinpath("model_cards.json").read_text()
     return json.loads(text)
 
 

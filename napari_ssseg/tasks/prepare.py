@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ def prepare_volumes(
     should_stop: Callable[[], bool] | None = None,
 ) -> Preparation | None:
     """Embed every slice of each volume a run of ``config`` could embed, whatever is labelled
-    next (:func:`~napari_ssseg.foundation.precompute.embed_volume`), then, with ``pretrain``
-    and ``config.pretrain_steps``, distil and store the student a fresh run of exactly these
+    next (:func:`~napari_ssseg.tasks.embeddings.embed_volume`), then, with ``pretrain``
+    and ``features.pretrain_steps``, distil and store the student a fresh run of exactly these
     volumes starts from (:func:`~napari_ssseg.training.student_store.prepare_student`).
 
     ``volumes`` are loaders, called one at a time while embedding so that memory holds one
@@ -84,7 +84,7 @@ def prepare_volumes(
     Returns None when ``should_stop`` said so: the embeddings made so far stay cached, a
     student stopped early is not stored.
     """
-    from napari_ssseg.foundation.precompute import EmbeddingStopped, embed_volume
+    from napari_ssseg.tasks.embeddings import EmbeddingStopped, embed_volume
     from napari_ssseg.training.student_store import prepare_student
 
     stop = should_stop or (lambda: False)
@@ -105,7 +105,7 @@ def prepare_volumes(
             return None
         made, total = made + new, total + count
     embedded = Preparation(total, made, time.monotonic() - start)
-    steps = config.pretrain_steps
+    steps = config.features.pretrain_steps
     if not pretrain or steps <= 0:
         return embedded
     start = time.monotonic()

@@ -1,5 +1,5 @@
 """Pack what the GPU run of the cases protocol needs into ``.device/`` (git-ignored), so that a
-session lent a GPU machine can carry it there in one call (`benchmarks/gpu_cases_v1.sh`).
+session lent a GPU machine can carry it there in one call (``benchmarks/run.py gpu-cases``).
 
 The GPU machine has torch, numpy, scipy, scikit-image and safetensors but neither MONAI nor
 nibabel, and it cannot reach ``../shared``: this writes

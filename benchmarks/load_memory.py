@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             f"annotated slices {slices}",
             file=sys.stderr,
         )
-        engine = "import torch, monai, scipy, nibabel, napari_ssseg.cli, napari_ssseg.pipeline"
+        engine = "import torch, monai, scipy, nibabel, napari_ssseg.cli, napari_ssseg.tasks.train"
         runs = {"import only": run_measured([sys.executable, "-c", engine], folder / "imp.log")}
         model = folder / "model"
         runs["train"] = run_measured(

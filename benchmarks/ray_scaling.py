@@ -101,8 +101,8 @@ def local_train_run(volume, class_names, steps: int) -> dict:
     """The same training in this process (no Ray), one torch thread: the reference."""
     import torch
 
-    from napari_ssseg.pipeline import train_model
     from napari_ssseg.runner.job import TrainingJob
+    from napari_ssseg.tasks.train import train_model
 
     torch.set_num_threads(1)
     config = {"method": "unet", "max_iters": steps, "seed": 0, "device": "cpu"}

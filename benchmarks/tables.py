@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ def paired_lines(doc: dict, reference: str = "unet", skip: tuple[str, ...] = ())
 
 def labelled(name: str, doc: dict) -> str:
     """A method's name, followed by the settings file it started from when it had one
-    (``bench --config``): ``ssl (dropout_shape channel)``."""
+    (``bench --config``): ``ssl+sam (sam_refresh 100)``."""
     training = doc.get("settings", {}).get("training") or {}
     if not training:
         return name
@@ -115,10 +116,15 @@ def merged(paths: list[Path]) -> dict:
     return out
 
 
-def main(names: list[str]) -> None:
-    """Print a table per JSON file; ``a.json+b.json`` merges the methods of two runs."""
-    groups = [[RESULTS / n for n in name.split("+")] for name in names] or [
-        [path] for path in sorted(RESULTS.glob("*.json"))
+def main(argv: list[str]) -> None:
+    """Print a table per JSON file of the results folder (``--dir``, default
+    benchmarks/results); ``a.json+b.json`` merges the methods of two runs."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("names", nargs="*", help="result files (default: all), + merges")
+    parser.add_argument("--dir", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args(argv)
+    groups = [[args.dir / n for n in name.split("+")] for name in args.names] or [
+        [path] for path in sorted(args.dir.glob("*.json"))
     ]
     for paths in groups:
         doc = merged(paths)

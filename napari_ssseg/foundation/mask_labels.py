@@ -4,7 +4,7 @@ A Segment-Anything-style model answers each class's prompt with a mask of its ow
 masks of different classes overlap. Where they nest, the inner structure is the smaller mask:
 a box around a wall (ACDC's myocardium round the left ventricle) prompts a filled mask that
 holds the cavity too, while the cavity's box prompts the cavity alone. So where masks overlap
-the smaller one wins, not the more confident one (``benchmarks/refine_composition.py``).
+the smaller one wins, not the more confident one.
 """
 
 from __future__ import annotations

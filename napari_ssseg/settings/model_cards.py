@@ -35,8 +35,7 @@ class ModelCard:
         embedding_shape: (C, h, w) of one image embedding, (256, 64, 64) for all cards here.
         low_res_mask_size: side of the decoder's mask logits.
         trained_prompts: prompt kinds the weights were trained with; LiteMedSAM and MedSAM
-            saw boxes only, and their point-prompt masks are poor (measured: a 5-point
-            positive prompt on a bright disk gave Dice 0.12 with LiteMedSAM, its box 0.99).
+            saw boxes only, and their point-prompt masks are poor.
         sha256: expected SHA-256 of the checkpoint file, or None when none is published.
         size_bytes: expected file size, or None.
     """

@@ -10,37 +10,46 @@ from napari_ssseg.settings.presets import FOUNDATION_TEACHERS, TEACHERS
 from napari_ssseg.settings.values import in_range, require
 
 
-def _gate(name: str, start: float, end: float) -> None:
-    in_range(f"{name}.threshold_start", start, 0.0, 1.0)
-    in_range(f"{name}.threshold_end", end, 0.0, 1.0)
-
-
 @dataclass
-class MeanSettings:
-    """The uncertainty-aware mean teacher (``teachers/mean.py``).
+class EmaTeacherSettings:
+    """What the teachers built on an exponential moving average of the student share; each
+    has its own copy (``mean.*``, ``curriculum.*``).
 
     Attributes:
-        weight: weight of its squared-error term, ramped up from the teachers' start.
         ema_decay: decay of the exponential moving average of the student.
         passes: MC-dropout passes its targets average.
-        noise: standard deviation of the Gaussian noise added to its inputs.
         threshold_start, threshold_end: a pixel counts while its normalised predictive
             entropy is below a threshold rising between the two with the ramp-up.
     """
 
-    weight: float = 0.1
     ema_decay: float = 0.95
     passes: int = 2
-    noise: float = 0.1
     threshold_start: float = 0.5
     threshold_end: float = 0.8
 
+    def _validate_ema(self, name: str) -> None:
+        in_range(f"{name}.ema_decay", self.ema_decay, 0.0, 1.0)
+        require(self.passes >= 1, f"{name}.passes must be at least 1")
+        in_range(f"{name}.threshold_start", self.threshold_start, 0.0, 1.0)
+        in_range(f"{name}.threshold_end", self.threshold_end, 0.0, 1.0)
+
+
+@dataclass
+class MeanSettings(EmaTeacherSettings):
+    """The uncertainty-aware mean teacher (``teachers/mean.py``).
+
+    Attributes:
+        weight: weight of its squared-error term, ramped up from the teachers' start.
+        noise: standard deviation of the Gaussian noise added to its inputs.
+    """
+
+    weight: float = 0.1
+    noise: float = 0.1
+
     def validate(self) -> None:
         require(self.weight >= 0, f"mean.weight must be 0 or more, not {self.weight}")
-        in_range("mean.ema_decay", self.ema_decay, 0.0, 1.0)
-        require(self.passes >= 1, "mean.passes must be at least 1")
         require(self.noise >= 0, f"mean.noise must be 0 or more, not {self.noise}")
-        _gate("mean", self.threshold_start, self.threshold_end)
+        self._validate_ema("mean")
 
 
 @dataclass
@@ -67,7 +76,7 @@ class ShapeSettings:
 
 
 @dataclass
-class CurriculumSettings:
+class CurriculumSettings(EmaTeacherSettings):
     """The confidence curriculum (``teachers/curriculum.py``).
 
     Attributes:
@@ -77,26 +86,19 @@ class CurriculumSettings:
         refresh: steps between refreshes of its whole-volume pseudo-labels.
         slices: slices predicted at one refresh, whole volumes taken in turn (a project of
             many volumes would otherwise cost a prediction of all of them each time).
-        ema_decay, passes, threshold_start, threshold_end: as the mean teacher's.
     """
 
     weight: float = 0.5
     first_share: float = 0.5
     refresh: int = 50
     slices: int = 256
-    ema_decay: float = 0.95
-    passes: int = 2
-    threshold_start: float = 0.5
-    threshold_end: float = 0.8
 
     def validate(self) -> None:
         require(self.weight >= 0, f"curriculum.weight must be 0 or more, not {self.weight}")
         in_range("curriculum.first_share", self.first_share, 0.0, 1.0)
         require(self.refresh >= 1, "curriculum.refresh must be at least 1")
         require(self.slices >= 1, f"curriculum.slices must be at least 1, not {self.slices}")
-        in_range("curriculum.ema_decay", self.ema_decay, 0.0, 1.0)
-        require(self.passes >= 1, "curriculum.passes must be at least 1")
-        _gate("curriculum", self.threshold_start, self.threshold_end)
+        self._validate_ema("curriculum")
 
 
 @dataclass

@@ -15,6 +15,8 @@ from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.data.slice_grid import SliceGrid
 from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.settings.budget import Budget, sigmoid_rampup
+from napari_ssseg.settings.teachers import EmaTeacherSettings
+from napari_ssseg.training.ema import ema_teacher
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,28 @@ class Teacher(ABC):
     def parts(self) -> list[Teacher]:
         """The single teachers this one is made of: itself, or a fused teacher's members."""
         return [self]
+
+
+class EmaTeacher(Teacher):
+    """A teacher that predicts with an exponential moving average of the student, following
+    it after every optimiser step."""
+
+    def __init__(
+        self,
+        student: torch.nn.Module,
+        pool: SlicePool,
+        settings: EmaTeacherSettings,
+        schedule: TeacherSchedule,
+        device: torch.device,
+    ):
+        self.model = ema_teacher(student, settings.ema_decay)
+        self.pool = pool
+        self.settings = settings
+        self.schedule = schedule
+        self.device = device
+
+    def update(self, student: torch.nn.Module) -> None:
+        self.model.update_parameters(student)
 
 
 class PrecomputedTeacher(Teacher):

@@ -10,10 +10,9 @@ from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.networks.uncertainty import mc_dropout_probs, normalised_entropy
 from napari_ssseg.settings.teachers import CurriculumSettings
-from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import gated_pseudo_label_loss
 from napari_ssseg.training.teachers.base import (
-    Teacher,
+    EmaTeacher,
     TeacherSchedule,
     blank_target,
     gate_threshold,
@@ -22,7 +21,7 @@ from napari_ssseg.training.teachers.base import (
 )
 
 
-class CurriculumTeacher(Teacher):
+class CurriculumTeacher(EmaTeacher):
     """Whole-volume pseudo-labels from the EMA of the student, admitted by confidence.
 
     Every ``refresh`` steps the EMA model predicts, with MC dropout, every slice of
@@ -47,11 +46,8 @@ class CurriculumTeacher(Teacher):
         schedule: TeacherSchedule,
         device: torch.device,
     ):
-        self.model = ema_teacher(student, settings.ema_decay)
-        self.pool = pool
-        self.settings = settings
-        self.schedule = schedule
-        self.device = device
+        super().__init__(student, pool, settings, schedule, device)
+        self.settings: CurriculumSettings = settings
         self.num_classes = pool.num_classes + 1
         self.volumes = with_unannotated(pool)
         self._targets: dict[SliceRef, torch.Tensor] = {}
@@ -73,9 +69,6 @@ class CurriculumTeacher(Teacher):
         threshold = gate_threshold(self.settings, ramp)
         loss = gated_pseudo_label_loss(logits, target[:, :-1], 1.0 - target[:, -1], threshold)
         return loss, self.settings.weight * ramp
-
-    def update(self, student: torch.nn.Module) -> None:
-        self.model.update_parameters(student)
 
     @torch.no_grad()
     def prepare(self, student: torch.nn.Module, iteration: int, fraction: float) -> None:

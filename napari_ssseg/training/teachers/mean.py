@@ -8,17 +8,16 @@ from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.networks.uncertainty import mc_dropout_probs, normalised_entropy
 from napari_ssseg.settings.teachers import MeanSettings
-from napari_ssseg.training.ema import ema_teacher
 from napari_ssseg.training.losses import gated_consistency_loss
 from napari_ssseg.training.teachers.base import (
-    Teacher,
+    EmaTeacher,
     TeacherSchedule,
     gate_threshold,
     predict_slices,
 )
 
 
-class MeanTeacher(Teacher):
+class MeanTeacher(EmaTeacher):
     """EMA teacher with MC-dropout uncertainty (UA-MT)."""
 
     name = "mean"
@@ -31,11 +30,8 @@ class MeanTeacher(Teacher):
         schedule: TeacherSchedule,
         device: torch.device,
     ):
-        self.model = ema_teacher(student, settings.ema_decay)
-        self.pool = pool
-        self.settings = settings
-        self.schedule = schedule
-        self.device = device
+        super().__init__(student, pool, settings, schedule, device)
+        self.settings: MeanSettings = settings
 
     def covers(self) -> list[SliceRef]:
         return list(self.pool.unlabelled)
@@ -62,6 +58,3 @@ class MeanTeacher(Teacher):
         threshold = gate_threshold(self.settings, ramp)
         loss = gated_consistency_loss(logits, target[:, :-1], uncertainty, threshold)
         return loss, self.settings.weight * ramp
-
-    def update(self, student: torch.nn.Module) -> None:
-        self.model.update_parameters(student)

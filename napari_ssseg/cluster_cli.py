@@ -70,9 +70,7 @@ def train_on_cluster(
         )
         for volume in project.volumes
     ]
-    job = TrainingJob(
-        volumes, list(project.class_names), config.to_dict(), args.out, init_dir, args.threads
-    )
+    job = TrainingJob(volumes, list(project.class_names), config, args.out, init_dir, args.threads)
     runner = RayRunner(address=args.ray_address, workers=args.workers)
     shown = 0
     try:

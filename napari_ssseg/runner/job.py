@@ -85,7 +85,7 @@ class TrainingJob:
     Attributes:
         volumes: the volumes to train on (at least one with an annotated slice).
         class_names: names of classes 1..C.
-        config: :class:`TrainConfig` fields (JSON values).
+        config: the training settings (JSON values by section are read into them).
         model_dir: where the trained model is saved (atomically, only on success).
         init_model_dir: a model folder to warm-start from, or None.
         threads: torch threads in the child (None: torch's default).
@@ -101,15 +101,16 @@ class TrainingJob:
 
     volumes: list[VolumeInput]
     class_names: list[str]
-    config: dict[str, Any]
+    config: TrainConfig
     model_dir: Path
     init_model_dir: Path | None = None
     threads: int | None = None
     memory_limit_mb: int | None = None
     task: str = "train"
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.config)
+    def __post_init__(self) -> None:
+        if isinstance(self.config, dict):
+            self.config = TrainConfig.from_dict(self.config)
 
     def project(self) -> Project:
         """The validated project (reads images given by path)."""
@@ -122,7 +123,6 @@ class TrainingJob:
 
         Raises :class:`~napari_ssseg.errors.SsSegError` subclasses naming the problem.
         """
-        self.train_config()
         if self.task not in TASKS:
             raise InputError(f"unknown job task {self.task!r}; choose one of {', '.join(TASKS)}")
         if not self.volumes:
@@ -182,7 +182,7 @@ class TrainingJob:
         settings = {
             "volumes": volumes,
             "class_names": list(self.class_names),
-            "config": self.config,
+            "config": self.config.to_dict(),
             "model_dir": str(self.model_dir),
             "init_model_dir": str(self.init_model_dir) if self.init_model_dir else None,
             "threads": self.threads,
@@ -222,7 +222,7 @@ class TrainingJob:
         return cls(
             volumes=volumes,
             class_names=list(settings["class_names"]),
-            config=dict(settings["config"]),
+            config=TrainConfig.from_dict(settings["config"]),
             model_dir=Path(settings["model_dir"]),
             init_model_dir=Path(init) if init else None,
             threads=settings["threads"],

@@ -156,7 +156,7 @@ class _JobLoader:
         volumes = ray.get(self.shipment.volumes)
         full = TrainingJob(volumes, job.class_names, job.config, job.model_dir)
         init = ray.get(self.shipment.init[0]) if self.shipment.init else None
-        return TrainingInputs(full.project(), full.train_config(), init, job.threads)
+        return TrainingInputs(full.project(), full.config, init, job.threads)
 
 
 def _predict_one(
@@ -192,7 +192,7 @@ def _run_job(
     stop = _StopFlag(control)
     control.put.remote(StatusEvent(RunStatus.RUNNING))
     try:
-        check_data_parallel(shipment.job.train_config(), workers)
+        check_data_parallel(shipment.job.config, workers)
         model = train_data_parallel(
             _JobLoader(shipment),
             workers,
@@ -324,7 +324,7 @@ class RayRunner(PolledRunner):
     def _gpus_for(self, job: TrainingJob) -> bool:
         if self.use_gpu is not None:
             return self.use_gpu
-        device = job.config.get("device", "auto")
+        device = job.config.device
         if device == "auto":
             return import_ray().cluster_resources().get("GPU", 0) > 0
         return device == "cuda"
@@ -345,7 +345,7 @@ class RayRunner(PolledRunner):
         skeleton = TrainingJob(
             [VolumeInput(v.labels[:0, :0, :0], [], v.axis, predict=v.predict) for v in job.volumes],
             list(job.class_names),
-            dict(job.config),
+            job.config,
             Path(job.model_dir),
             None,
             job.threads or max(1, int(self.cpus_per_worker)),

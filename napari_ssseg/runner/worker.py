@@ -172,7 +172,7 @@ def _run(folder: Path, events: Any, stop: Any) -> str | None:
     job = TrainingJob.read(folder)
     if job.threads:
         torch.set_num_threads(job.threads)
-    config = job.train_config()
+    config = job.config
     if job.memory_limit_mb is not None and resolve_device(config.device).type == "cpu":
         limit_memory(job.memory_limit_mb)  # CUDA maps far more address space than it uses
     if job.task == "embed":

@@ -37,6 +37,7 @@ from napari_ssseg.folder_reader import labels_layer_name
 from napari_ssseg.project_store import MODEL_DIR, autosave_time, default_project_dir
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.values import merged
 from napari_ssseg.tasks.outputs import write_prediction
 from napari_ssseg.widgets.cluster import ClusterConnection
 from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
@@ -465,11 +466,9 @@ class SsSegWidget(QWidget):
 
     # -- training ---------------------------------------------------------------------------
 
-    def training_config(self) -> dict[str, Any]:
-        """The training settings of the controls with ``config_overrides`` written over them
-        (JSON values by section)."""
-        chosen = TrainConfig.from_dict(self.settings.values())
-        return chosen.with_values(self.config_overrides).to_dict()
+    def training_config(self) -> TrainConfig:
+        """The training settings of the controls with ``config_overrides`` written over them."""
+        return TrainConfig.from_dict(merged(self.settings.values(), self.config_overrides))
 
     def train(self) -> None:
         """Autosave, then train (warm-starting from the last model) in the background."""
@@ -489,7 +488,7 @@ class SsSegWidget(QWidget):
                 if other.annotated_slices:
                     other.save(default_project_dir(other.image))
             job = session.job(self.training_config(), self.project_dir() / MODEL_DIR, others=others)
-            semi_supervised = bool(job.train_config().active_teachers)
+            semi_supervised = bool(job.config.active_teachers)
             warnings = job.project().warnings(semi_supervised=semi_supervised)
         except SsSegError as error:
             show_error(f"napari-ssseg: {error}")
@@ -531,11 +530,10 @@ class SsSegWidget(QWidget):
             return False
         try:
             session = self.ensure_session()
+            config = self.training_config()
         except SsSegError:
-            return False
-        return self.embeddings.prepare(
-            session, self.training_config(), self.project_dir() / MODEL_DIR
-        )
+            return False  # the Train button reports bad settings
+        return self.embeddings.prepare(session, config, self.project_dir() / MODEL_DIR)
 
     def _use_runner(self, runner: Any) -> None:
         self.runner = runner

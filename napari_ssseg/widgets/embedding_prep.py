@@ -17,7 +17,6 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from napari_ssseg.errors import SsSegError
 from napari_ssseg.runner import LocalRunner, ProgressEvent, RunStatus, StatusEvent
 from napari_ssseg.settings import TrainConfig
 from napari_ssseg.tasks.embeddings import needs_embeddings, needs_source_slices
@@ -50,33 +49,29 @@ class EmbeddingPreparer(QObject):
     def running(self) -> bool:
         return self.monitor.running
 
-    def prepare(self, session: AnnotationSession, config: dict[str, Any], model_dir: Path) -> bool:
+    def prepare(self, session: AnnotationSession, config: TrainConfig, model_dir: Path) -> bool:
         """Start embedding ``session``'s volume for ``config`` unless it is not needed, done
         already for this volume and foundation model, or running; returns whether it started.
         """
-        try:
-            settings = TrainConfig.from_dict(config)
-        except SsSegError:
-            return False  # the Train button reports bad settings
         num_classes = len(session.class_names)
-        if not needs_embeddings(settings, num_classes) or self.running:
+        if not needs_embeddings(config, num_classes) or self.running:
             return False
         # What the embeddings' keys depend on besides the volume's voxels.
         volume = (
             session.image.name,
-            repr(settings.foundation),
-            repr(settings.student.intensity),
-            settings.student.image_size,
+            repr(config.foundation),
+            repr(config.student.intensity),
+            config.student.image_size,
         )
         # Slices at source resolution and/or the network's squares (tasks/embeddings.py).
-        kinds = {"slices"} if needs_source_slices(settings, num_classes) else set()
-        kinds |= {"squares"} if settings.uses_feature_terms else set()
+        kinds = {"slices"} if needs_source_slices(config, num_classes) else set()
+        kinds |= {"squares"} if config.uses_feature_terms else set()
         # The student pretrained on the label-free bank's squares: it depends on more
         # settings, and on the classes.
-        if settings.features.pretrain_steps > 0:
+        if config.features.pretrain_steps > 0:
             from napari_ssseg.training.student_store import StudentStore
 
-            shaping = json.dumps(StudentStore.shaping(settings), sort_keys=True, default=str)
+            shaping = json.dumps(StudentStore.shaping(config), sort_keys=True, default=str)
             kinds |= {f"student of {len(session.class_names)} classes, {shaping}"}
         if kinds <= self._done.get(volume, set()):
             return False

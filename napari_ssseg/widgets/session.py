@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -161,7 +160,7 @@ class AnnotationSession:
 
     def job(
         self,
-        config: dict[str, Any],
+        config: TrainConfig,
         model_dir: Path,
         threads: int | None = None,
         others: Sequence[AnnotationSession] = (),
@@ -174,16 +173,16 @@ class AnnotationSession:
             raise InputError(f"two volumes of the project share a name: {', '.join(names)}")
         volumes = [self.volume_input(), *(other.volume_input() for other in others)]
         init = self.model_dir if self._can_warm_start(config) else None
-        return TrainingJob(volumes, list(self.class_names), dict(config), model_dir, init, threads)
+        return TrainingJob(volumes, list(self.class_names), config, model_dir, init, threads)
 
-    def embedding_job(self, config: dict[str, Any], model_dir: Path) -> TrainingJob:
+    def embedding_job(self, config: TrainConfig, model_dir: Path) -> TrainingJob:
         """A job embedding every slice of this volume for the foundation model of ``config``
         (while the user labels: no annotated slice is needed; ``model_dir`` is left alone)."""
         volume = self.volume_input()
         volume.probe_slices, volume.predict = [], False
-        return TrainingJob([volume], list(self.class_names), dict(config), model_dir, task="embed")
+        return TrainingJob([volume], list(self.class_names), config, model_dir, task="embed")
 
-    def _can_warm_start(self, config: dict[str, Any]) -> bool:
+    def _can_warm_start(self, config: TrainConfig) -> bool:
         if self.model_dir is None or not (self.model_dir / "model.json").is_file():
             return False
         from napari_ssseg.model_store import load_model
@@ -193,8 +192,7 @@ class AnnotationSession:
             model = load_model(self.model_dir)
         except InputError:
             return False
-        wanted = TrainConfig.from_dict(config)
-        return warm_start_problem(model, wanted, self.class_names) is None
+        return warm_start_problem(model, config, self.class_names) is None
 
     def apply(self, result: RunResult) -> None:
         """Take this volume's prediction from a finished run, and its model; compute the

@@ -21,7 +21,7 @@ from napari_ssseg.cluster_cli import (
     wants_cluster,
 )
 from napari_ssseg.settings.prediction import REFINE_MODES
-from napari_ssseg.settings.presets import DEFAULT_METHOD, PRESETS, parse_method
+from napari_ssseg.settings.presets import DEFAULT_METHOD, offered_methods, parse_method
 
 if TYPE_CHECKING:
     from napari_ssseg.annotation import Project
@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 VOLUME_OPTIONS = ("--labels", "--annotated-slices", "--axis")
 METHOD_HELP = (
-    f"training method: a preset ({', '.join(PRESETS)}; default {DEFAULT_METHOD}), optionally "
-    "followed by +part/-part switches (ssl+sam, ssl-shape)"
+    f"training method (default {DEFAULT_METHOD}; measured below it, for comparison: "
+    f"{', '.join(offered_methods()[1])}), optionally followed by +part/-part switches "
+    "(ssl+sam, ssl-shape)"
 )
 MAX_LISTED_SLICES = 100_000
 """More slice indices than any volume has (NIfTI-1 axes stop at 32767): a longer list or range

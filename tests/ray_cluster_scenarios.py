@@ -169,18 +169,22 @@ def scenario_client(folder: Path, env: dict) -> dict:
     """``napari-ssseg train --method sc-sam --workers 2 --ray-address ray://...``."""
     import numpy as np
 
+    from napari_ssseg.settings.values import merged
     from tests.conftest import TINY_TRAINING, synthetic_case, write_nifti
 
     image, labels = synthetic_case()
     write_nifti(folder / "case.nii.gz", image)
     write_nifti(folder / "case_labels.nii.gz", labels.astype(np.uint8))
-    settings = TINY_TRAINING | {
-        "sam_slices": 2,
-        "sam_refresh": 3,
-        "ssl_start": 0.0,
-        "teacher_gate_dice": 0.0,  # the foundation teacher from the first of 6 steps
-        "embedding_cache": str(folder / "embeddings"),  # never the user's cache folder
-    }
+    settings = merged(
+        TINY_TRAINING,
+        {
+            "sam": {"slices": 2, "refresh": 3},
+            # The foundation teacher from the first of 6 steps.
+            "budget": {"teacher_start": 0.0, "gate_dice": 0.0},
+            # Never the user's cache folder.
+            "foundation": {"embedding_cache": str(folder / "embeddings")},
+        },
+    )
     (folder / "settings.json").write_text(json.dumps(settings))
     command = [sys.executable, "-m", "napari_ssseg.cli", "train", str(folder / "case.nii.gz")]
     command += ["--labels", str(folder / "case_labels.nii.gz"), "--annotated-slices", "4,8,12"]

@@ -32,6 +32,7 @@ from napari_ssseg.errors import InputError  # noqa: E402
 from napari_ssseg.runner import ProgressEvent, RunStatus, StatusEvent  # noqa: E402
 from napari_ssseg.runner.job import TrainingJob, VolumeInput  # noqa: E402
 from napari_ssseg.runner.ray_runner import RayRunner  # noqa: E402
+from napari_ssseg.settings.values import merged  # noqa: E402
 from tests.conftest import synthetic_case, synthetic_job, write_nifti  # noqa: E402
 from tests.ray_namespace import interfaces, listening_addresses  # noqa: E402
 
@@ -54,7 +55,9 @@ def sample_job(folder: Path, **config) -> TrainingJob:
         image_path=case.image,  # read by the runner and shipped: no shared file system
         name=image.name,
     )
-    settings = {"image_size": 64, "inference_passes": 2, "device": "cpu"} | config
+    settings = merged(
+        {"device": "cpu", "student": {"image_size": 64}, "prediction": {"passes": 2}}, config
+    )
     return TrainingJob([volume], ["liver"], settings, folder / "model")
 
 
@@ -86,7 +89,7 @@ def scenario_train_predict(folder: Path) -> dict:
 
     runner = RayRunner(workers=2, work_root=folder / "work")
     start = time.monotonic()
-    runner.start(sample_job(folder, max_iters=30))
+    runner.start(sample_job(folder, budget={"max_iters": 30}))
     seen = follow(runner, timeout=300)
     seen["seconds"] = round(time.monotonic() - start, 1)
     if runner.status is RunStatus.DONE:
@@ -113,9 +116,11 @@ def scenario_single_worker_matches_local(folder: Path) -> dict:
     import torch
 
     from napari_ssseg.model_store import load_model
-    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.tasks.train import train_model
 
-    job = synthetic_job(folder / "model", max_iters=12, seed=3, method="mt", ssl_start=0.0)
+    job = synthetic_job(
+        folder / "model", seed=3, method="mt", budget={"max_iters": 12, "teacher_start": 0.0}
+    )
     for volume in job.volumes:
         volume.predict = False
     job.threads = 1
@@ -125,7 +130,7 @@ def scenario_single_worker_matches_local(folder: Path) -> dict:
     if runner.status is RunStatus.DONE:
         remote = load_model(job.model_dir).state_dict
         torch.set_num_threads(1)
-        local = train_model(job.project(), job.train_config()).state_dict
+        local = train_model(job.project(), job.config).state_dict
         seen["max_abs_difference"] = max(float((remote[k] - local[k]).abs().max()) for k in local)
         seen["same_keys"] = sorted(remote) == sorted(local)
     runner.close()
@@ -135,7 +140,7 @@ def scenario_single_worker_matches_local(folder: Path) -> dict:
 def scenario_cancel(folder: Path) -> dict:
     """A long run on 2 workers is cancelled once training reports progress."""
     runner = RayRunner(workers=2, work_root=folder / "work")
-    runner.start(synthetic_job(folder / "model", max_iters=1_000_000))
+    runner.start(synthetic_job(folder / "model", budget={"max_iters": 1_000_000}))
     deadline = time.monotonic() + 300
     trained = False
     while runner.running and time.monotonic() < deadline and not trained:
@@ -158,12 +163,12 @@ def scenario_cancel(folder: Path) -> dict:
 def scenario_worker_error(folder: Path) -> dict:
     """Warm-starting a 2-class model with 3 class names fails on the training workers."""
     from napari_ssseg.model_store import save_model
-    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.tasks.train import train_model
 
-    first = synthetic_job(folder / "first" / "model", max_iters=2)
+    first = synthetic_job(folder / "first" / "model", budget={"max_iters": 2})
     (folder / "first").mkdir(parents=True)
-    save_model(train_model(first.project(), first.train_config()), folder / "first" / "model")
-    job = synthetic_job(folder / "model", max_iters=2)
+    save_model(train_model(first.project(), first.config), folder / "first" / "model")
+    job = synthetic_job(folder / "model", budget={"max_iters": 2})
     job.class_names = ["ellipsoid", "blob", "third"]
     job.init_model_dir = folder / "first" / "model"
     runner = RayRunner(workers=2, work_root=folder / "work")
@@ -177,13 +182,13 @@ def scenario_worker_error(folder: Path) -> dict:
 def scenario_predict_folder(folder: Path) -> dict:
     """A folder of 3 volumes predicted by 2 parallel Ray tasks, outputs back here."""
     from napari_ssseg.model_store import save_model
-    from napari_ssseg.pipeline import train_model
     from napari_ssseg.runner.ray_predict import predict_folder
+    from napari_ssseg.tasks.train import train_model
 
-    job = synthetic_job(folder / "model", max_iters=2)
+    job = synthetic_job(folder / "model", budget={"max_iters": 2})
     data = folder / "images"
     data.mkdir(parents=True)
-    save_model(train_model(job.project(), job.train_config()), folder / "model")
+    save_model(train_model(job.project(), job.config), folder / "model")
     image, _ = synthetic_case()
     for i in range(3):
         write_nifti(data / f"vol_{i}.nii.gz", image + i)
@@ -255,7 +260,7 @@ class ObservedSamLoad:
         import ray
         import ray.train
 
-        from napari_ssseg.training.distributed import TrainingInputs
+        from napari_ssseg.tasks.distributed import TrainingInputs
         from napari_ssseg.training.teachers import foundation
 
         rank = ray.train.get_context().get_world_rank()
@@ -270,7 +275,7 @@ class ObservedSamLoad:
 
         foundation.SamTeacher.prepare = observed
         cache = str(Path(self.cache_root) / f"rank{rank}")
-        config = dataclasses.replace(self.inputs.config, embedding_cache=cache)
+        config = self.inputs.config.with_values({"foundation": {"embedding_cache": cache}})
         return TrainingInputs(self.inputs.project, config, self.inputs.init, threads=1)
 
 
@@ -293,25 +298,21 @@ def scenario_sc_sam(folder: Path) -> dict:
     import ray
     import torch
 
-    from napari_ssseg.pipeline import train_model
-    from napari_ssseg.training.distributed import TrainingInputs, train_data_parallel
+    from napari_ssseg.tasks.distributed import TrainingInputs, train_data_parallel
+    from napari_ssseg.tasks.train import train_model
 
     torch.set_num_threads(1)
-    warm = synthetic_job(folder / "warm", max_iters=40, seed=1)
-    init = train_model(warm.project(), warm.train_config())
+    warm = synthetic_job(folder / "warm", budget={"max_iters": 40}, seed=1)
+    init = train_model(warm.project(), warm.config)
     job = synthetic_job(
         folder / "model",
         method="sc-sam",
-        max_iters=10,
-        ssl_start=0.0,
-        teacher_gate_dice=0.0,
-        sam_slices=2,
-        sam_refresh=4,
-        sam_tune_steps=2,
+        budget={"max_iters": 10, "teacher_start": 0.0, "gate_dice": 0.0},
+        sam={"slices": 2, "refresh": 4, "tune_steps": 2},
         seed=1,
     )
     recorder = ray.remote(num_cpus=0)(SamRecorder).remote()
-    inputs = TrainingInputs(job.project(), job.train_config(), init)
+    inputs = TrainingInputs(job.project(), job.config, init)
     start = time.monotonic()
     model = train_data_parallel(
         ObservedSamLoad(inputs, str(folder / "embeddings"), recorder),

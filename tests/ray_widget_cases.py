@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_ssseg.settings.values import merged
 from tests.test_widget import REVEALED, TINY, reveal_liver
 
 ADDRESS = os.environ.get("SSSEG_RAY_ADDRESS")
@@ -42,7 +43,7 @@ def cluster_widget(make_napari_viewer, tmp_path, qtbot):
     viewer.window.add_dock_widget(widget, name="napari-ssseg")
     widget.image_combo.setCurrentText("example_ct_sm")
     widget.project_edit.setText(str(tmp_path / "project"))
-    widget.config_overrides = TINY | {"max_iters": 20}
+    widget.config_overrides = merged(TINY, {"budget": {"max_iters": 20}})
     widget.cluster_edit.setText(ADDRESS)
     widget.workers_spin.setValue(2)
     yield viewer, widget
@@ -101,7 +102,7 @@ def test_the_dock_trains_on_the_cluster_shows_results_and_cancels(
     shown = pseudo.data.copy()
     finished.clear()
     progress.clear()
-    widget.config_overrides = TINY | {"max_iters": 1_000_000}
+    widget.config_overrides = merged(TINY, {"budget": {"max_iters": 1_000_000}})
     widget.budget_spin.setValue(600)
     qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(

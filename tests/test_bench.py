@@ -66,7 +66,8 @@ def test_sparse_bench_rows_record_steps_and_when_teachers_started(tmp_path, caps
     (unet,) = results["unet"]["volumes"]
     (mt,) = results["mt-gate"]["volumes"]
     assert unet["steps"] == mt["steps"] == 20
-    # No teacher, no start; without the gate the mean teacher starts at ssl_start (half).
+    # No teacher, no start; without the gate the mean teacher starts at
+    # budget.teacher_start (half).
     assert unet["teachers_from"] is None
     assert mt["teachers_from"] == 10
     assert unet["teacher_work"] is None and mt["teacher_work"] is None  # nothing to report
@@ -88,7 +89,7 @@ def test_cases_bench_trains_one_model(tmp_path, capsys):
 def test_bench_methods_start_from_the_settings_file(tmp_path, capsys):
     data = make_msd(tmp_path / "data")
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"max_iters": 7, "channels": [8, 16]}))
+    settings.write_text(json.dumps({"budget": {"max_iters": 7}, "student": {"channels": [8, 16]}}))
     out = tmp_path / "bench.json"
     options = "--protocol cases --labeled-cases 1 --split val --methods unet"
     command = ["bench", "--data", str(data), *options.split(), "--json", str(out)]
@@ -96,14 +97,18 @@ def test_bench_methods_start_from_the_settings_file(tmp_path, capsys):
     result = json.loads(out.read_text())
     # The file's step budget reached the training.
     assert result["results"]["unet"]["fit_steps"] == 7
-    assert result["training_config"]["channels"] == [8, 16]
-    assert result["settings"]["training"]["max_iters"] == 7
-    settings.write_text(json.dumps({"curriculum_slice": 7}))
+    assert result["training_config"]["student"]["channels"] == [8, 16]
+    assert result["training_config"]["budget"]["max_iters"] == 7
+    assert result["settings"]["training"]["budget"]["max_iters"] == 7
+    settings.write_text(json.dumps({"curriculum": {"slice": 7}}))
     assert main([*command, "--config", str(settings)]) == 2
-    assert "unknown training setting(s): curriculum_slice" in capsys.readouterr().err
+    assert "unknown training setting(s): curriculum.slice" in capsys.readouterr().err
     settings.write_text(json.dumps({"method": "mt"}))
     assert main([*command, "--config", str(settings)]) == 2
     assert "method is given by --methods" in capsys.readouterr().err
+    settings.write_text(json.dumps({"teachers": ["mean"]}))
+    assert main([*command, "--config", str(settings)]) == 2
+    assert "teachers is given by --methods" in capsys.readouterr().err
 
 
 def test_bench_first_volume_picks_the_scored_volumes(tmp_path, capsys):
@@ -127,47 +132,72 @@ def test_bench_unknown_method_is_a_clear_error(tmp_path, capsys):
     assert "unknown part 'glitter'" in capsys.readouterr().err
 
 
+def part_value(config, part: str):
+    """What a method's settings make of ``part``: a feature term's weight, whether CutMix
+    mixes (one class, three classes), else the setting its switch writes."""
+    from napari_ssseg.settings.presets import SWITCHES
+
+    if part in ("distill", "prototype"):
+        return config.feature_weight(part)
+    if part == "cutmix":
+        return (config.uses_cutmix(1), config.uses_cutmix(3))
+    value = config
+    for name in SWITCHES[part].setting.split("."):
+        value = getattr(value, name)
+    return value
+
+
 @pytest.mark.parametrize(
-    ("name", "teachers", "settings", "refine"),
+    ("name", "teachers", "parts", "refine"),
     [
-        ("ssl", ("mean", "shape"), {"cutmix": "multi-class", "distill_weight": 0.0}, None),
-        ("ssl-cutmix", ("mean", "shape"), {"cutmix": False}, None),
-        ("ssl+flow", ("mean", "shape", "flow"), {}, None),
+        ("ssl", ("mean", "shape"), {"cutmix": (False, True), "distill": 0.0}, None),
+        ("ssl-cutmix", ("mean", "shape"), {"cutmix": (False, False)}, None),
         ("ssl+sam", ("mean", "shape", "sam"), {}, None),
-        ("ssl-shape+cutmix", ("mean",), {"cutmix": True}, None),
+        ("ssl-shape+cutmix", ("mean",), {"cutmix": (True, True)}, None),
         (
             "full-cutmix-distill",
             ("fused", "shape", "self"),
-            {"cutmix": False, "distill_weight": 0.0, "prototype_weight": 0.5},
+            {"cutmix": (False, False), "distill": 0.0, "prototype": 0.5},
             None,
         ),
         ("sc-sam+refine", ("sam",), {}, "auto"),
-        ("unet-refine+prototype", (), {"prototype_weight": 0.5}, "off"),
+        ("unet-refine+prototype", (), {"prototype": 0.5}, "off"),
         ("ssl-gate", ("mean", "shape"), {}, None),
+        ("mt+strong+pretrain", ("mean",), {"strong": True, "pretrain": 200}, None),
     ],
 )
-def test_method_names_switch_parts(name, teachers, settings, refine):
+def test_method_names_switch_parts(name, teachers, parts, refine):
     from napari_ssseg.bench.methods import make_method
-    from napari_ssseg.training.config import TrainConfig
+    from napari_ssseg.settings import TrainConfig
 
-    method = make_method(name, TrainConfig())
+    base = TrainConfig.from_dict({"budget": {"max_iters": 9}})
+    method = make_method(name, base)
     assert method.name == name
-    assert method.config.teachers == teachers
-    assert method.refine == refine
-    for setting, value in settings.items():
-        assert method.config.part(setting) == value
-    assert (method.config.teacher_gate_dice == 0.0) == name.endswith("-gate")
+    assert method.config.active_teachers == teachers
+    assert method.refine == refine == method.config.prediction.refine
+    for part, value in parts.items():
+        assert part_value(method.config, part) == value, part
+    assert (method.config.budget.gate_dice == 0.0) == name.endswith("-gate")
+    assert method.config.budget.max_iters == 9  # the base settings stay
+    assert not method.precompute and not method.pretrain_before
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("ssl+mean", "ssl has mean"), ("unet-shape", "unet lacks shape"), ("sslx", "unknown method")],
+    [
+        ("ssl+mean", "ssl has mean"),
+        ("unet-shape", "unet lacks shape"),
+        ("sslx", "unknown method"),
+        ("ssl+flow", "unknown part 'flow'"),
+        ("connect", "unknown method"),
+    ],
 )
 def test_method_names_refuse_what_they_cannot_mean(name, message):
     from napari_ssseg.bench.methods import make_method
-    from napari_ssseg.training.config import TrainConfig
+    from napari_ssseg.errors import SsSegError
+    from napari_ssseg.settings import TrainConfig
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SsSegError, match=message):
         make_method(name, TrainConfig())
 
 
@@ -175,7 +205,7 @@ def test_each_volume_starts_with_an_empty_embedding_cache(monkeypatch):
     # A method must not get embeddings another method (or volume) made: its seconds and its
     # training budget are those of a first run.
     from napari_ssseg.bench import methods
-    from napari_ssseg.training.config import TrainConfig
+    from napari_ssseg.settings import TrainConfig
 
     caches: list[Path] = []
 
@@ -183,7 +213,7 @@ def test_each_volume_starts_with_an_empty_embedding_cache(monkeypatch):
         pass
 
     def fake_train(project, config):
-        caches.append(Path(config.embedding_cache))
+        caches.append(Path(config.foundation.embedding_cache))
         assert caches[-1].is_dir() and not any(caches[-1].iterdir())
         (caches[-1] / "made-by-this-run").write_text("embedding")
         raise Done
@@ -215,19 +245,20 @@ def test_prepare_pretrains_before_the_run_outside_its_time(monkeypatch):
     # dock makes them while the user labels), and neither counts in its time; the run finds
     # the student in its cache (tests/test_pretraining.py).
     from napari_ssseg.bench import methods
-    from napari_ssseg.foundation import precompute
+    from napari_ssseg.settings import TrainConfig
+    from napari_ssseg.tasks import embeddings
     from napari_ssseg.training import student_store
-    from napari_ssseg.training.config import TrainConfig
 
     method = methods.make_method("ssl+prepare-refine", TrainConfig())
-    assert method.config.pretrain_steps == 200 and method.precompute and method.pretrain_before
+    assert method.config.features.pretrain_steps == 200
+    assert method.precompute and method.pretrain_before
     assert method.refine == "off"
     inside = methods.make_method("ssl+pretrain+precompute", TrainConfig())
-    assert inside.config.pretrain_steps == 200 and not inside.pretrain_before
+    assert inside.config.features.pretrain_steps == 200 and not inside.pretrain_before
     calls: list[str] = []
 
     def fake_embed(project, config):
-        calls.append(f"embed {config.pretrain_steps}")
+        calls.append(f"embed {config.features.pretrain_steps}")
 
     def fake_prepare(project, config):
         calls.append("pretrain")
@@ -240,7 +271,7 @@ def test_prepare_pretrains_before_the_run_outside_its_time(monkeypatch):
         calls.append("train")
         raise Done
 
-    monkeypatch.setattr(precompute, "precompute_embeddings", fake_embed)
+    monkeypatch.setattr(embeddings, "precompute_embeddings", fake_embed)
     monkeypatch.setattr(student_store, "prepare_student", fake_prepare)
     monkeypatch.setattr(methods, "train_model", fake_train)
     with pytest.raises(Done):

@@ -196,12 +196,27 @@ def test_help_is_fast_and_lists_commands():
     assert "torch" not in result.stderr and "monai" not in result.stderr
 
 
-def test_cli_method_choices_match_the_presets():
-    from napari_ssseg.cli import TRAINING_METHODS
-    from napari_ssseg.training.config import METHODS
+def test_cli_methods_follow_the_preset_grammar(files, capsys):
+    from napari_ssseg import cli
+    from napari_ssseg.settings import TrainConfig
+    from napari_ssseg.settings.presets import DEFAULT_METHOD, PRESETS
 
-    assert tuple(METHODS) == TRAINING_METHODS
-    from napari_ssseg.cli import DEFAULT_METHOD
-    from napari_ssseg.training.config import TrainConfig
-
+    assert all(preset in cli.METHOD_HELP for preset in PRESETS)
     assert TrainConfig().method == DEFAULT_METHOD
+    train = ["train", str(files["image"]), "--out", str(files["out"]), "--seed", "3"]
+    args, _ = cli.build_parser().parse_known_args(train)
+    default = cli._training_config(args, args.method)
+    assert default.method == DEFAULT_METHOD and default.seed == 3
+    switched = cli._training_config(args, "ssl+sam-shape-cutmix")
+    assert switched.method == "ssl" and switched.active_teachers == ("mean", "sam")
+    assert switched.cutmix.on is False and switched.seed == 3
+    refused = {
+        "glitter": "unknown method 'glitter'",
+        "ssl+glitter": "unknown part 'glitter'",
+        "flow": "unknown method 'flow'",
+        "ssl+mean": "ssl has mean",
+        "ssl+precompute": "--method ssl+precompute: +precompute is for 'bench' only",
+    }
+    for method, message in refused.items():
+        code, err = run_cli([*train, "--labels", files["labels"], "--method", method], capsys)
+        assert_clean_failure(code, err, files["out"], message)

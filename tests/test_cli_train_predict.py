@@ -44,7 +44,11 @@ def test_train_then_predict_writes_outputs_on_source_grid(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     saved = json.loads((model_dir / "model.json").read_text())
     assert saved["class_names"] == ["organ", "lesion"]
-    assert saved["config"]["image_size"] == 32 and saved["summary"]["iterations"] == 12
+    assert saved["format_version"] == 2 and saved["summary"]["iterations"] == 12
+    assert saved["config"]["student"]["image_size"] == 32
+    # The file's sections and the command line's budget both reached the run.
+    assert saved["config"]["batch"]["target_cache"] == 4
+    assert saved["config"]["budget"]["max_iters"] == 12
 
     out = tmp_path / "pred"
     assert main(["predict", str(image_path), "--model", str(model_dir), "--out", str(out)]) == 0
@@ -66,12 +70,16 @@ def test_train_then_predict_writes_outputs_on_source_grid(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_config_with_unknown_key_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [({"learning_rate": 0.1}, "learning_rate"), ({"student": {"rate": 0.1}}, "student.rate")],
+)
+def test_config_with_unknown_key_is_refused(tmp_path, capsys, values, named):
     image, labels = synthetic_case()
     image_path = write_nifti(tmp_path / "case.nii.gz", image)
     labels_path = write_nifti(tmp_path / "case_lab.nii.gz", labels.astype(np.uint8))
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps({"learning_rate": 0.1}))
+    settings.write_text(json.dumps(values))
     code = main(
         [
             "train",
@@ -85,5 +93,5 @@ def test_config_with_unknown_key_is_refused(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "unknown training setting(s): learning_rate" in capsys.readouterr().err
+    assert f"unknown training setting(s): {named}\n" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()

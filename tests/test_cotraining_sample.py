@@ -8,7 +8,7 @@ import torch
 from napari_ssseg.annotation import Project
 from napari_ssseg.bench.metrics import dice_per_class
 from napari_ssseg.inference.predict import predict_volume
-from napari_ssseg.pipeline import train_model
+from napari_ssseg.tasks.train import train_model
 from tests.test_training import liver_case, quick_config  # noqa: F401 - a fixture
 
 
@@ -28,7 +28,8 @@ def test_sc_sam_beats_the_unet_alone_on_held_out_slices(liver_case, tmp_path):  
         project = Project([volume], ["liver"])
 
         def held_out_dice(method: str) -> tuple[float, object]:
-            config = quick_config(method=method, embedding_cache=str(tmp_path / "embeddings"))
+            cache = {"embedding_cache": str(tmp_path / "embeddings")}
+            config = quick_config(method=method, foundation=cache)
             prediction = predict_volume(train_model(project, config), volume)
             dice = float(dice_per_class(prediction.labels, reference, 1, annotated, 2)[0])
             return dice, prediction.refinement

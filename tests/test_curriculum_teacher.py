@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.training.teachers.base import TeacherSchedule
 from napari_ssseg.training.teachers.curriculum import CurriculumTeacher
 
 SIZE = 32  # network grid
@@ -50,10 +51,14 @@ def three_volumes():
         _rectangle_volume("c", []),
     ]
     project = Project(volumes, ["rect"])
-    config = TrainConfig(
-        image_size=SIZE, channels=(8, 16), method="curriculum", curriculum_slices=10
+    config = TrainConfig.from_dict(
+        {
+            "method": "curriculum",
+            "student": {"image_size": SIZE, "channels": [8, 16]},
+            "curriculum": {"slices": 10},
+        }
     )
-    pool = SlicePool(project, SIZE, config.intensity)
+    pool = SlicePool(project, SIZE, config.student.intensity)
     rect = pool.volumes[0].labels[0]
     blob = torch.zeros_like(rect)
     blob[2:6, 12:16] = 1
@@ -62,9 +67,14 @@ def three_volumes():
     return project, pool, config, student, rect, blob
 
 
+def _teacher(student, pool, config: TrainConfig) -> CurriculumTeacher:
+    schedule = TeacherSchedule.from_budget(config.budget, warm_start=False)
+    return CurriculumTeacher(student, pool, config.curriculum, schedule, torch.device("cpu"))
+
+
 def test_curriculum_learns_from_volumes_nobody_labelled_a_few_at_a_time(three_volumes):
     _, pool, config, student, rect, blob = three_volumes
-    teacher = CurriculumTeacher(student, pool, config, torch.device("cpu"))
+    teacher = _teacher(student, pool, config)
     assert teacher.volumes == [0, 1, 2]
     # Every slice of the project but the two annotated ones, before the first refresh.
     assert len(teacher.covers()) == 13
@@ -82,15 +92,15 @@ def test_curriculum_learns_from_volumes_nobody_labelled_a_few_at_a_time(three_vo
     assert float(unlabelled[-1].min()) > 0.99  # a certain student: confidence 1 - entropy
 
     # The next refresh takes volume 2 and volume 0 again; volume 1 keeps its targets.
-    teacher.prepare(student, iteration=config.connect_refresh, fraction=1.0)
+    teacher.prepare(student, iteration=config.curriculum.refresh, fraction=1.0)
     assert {v for v, _ in teacher.covers()} == {0, 1, 2}
     assert torch.equal(teacher.targets([(2, 2)])[0, :2].argmax(dim=0), torch.maximum(rect, blob))
 
 
 def test_curriculum_admits_the_most_confident_share_of_all_volumes(three_volumes):
     _, pool, config, student, _, _ = three_volumes
-    config.curriculum_slices = 256  # every volume at every refresh
-    teacher = CurriculumTeacher(student, pool, config, torch.device("cpu"))
+    config.curriculum.slices = 256  # every volume at every refresh
+    teacher = _teacher(student, pool, config)
     teacher.prepare(student, iteration=0, fraction=0.0)
     # At the start half of the 13 unannotated slices (rounded) are admitted.
     assert len(teacher.covers()) == round(0.5 * 13)
@@ -99,5 +109,5 @@ def test_curriculum_admits_the_most_confident_share_of_all_volumes(three_volumes
 def test_curriculum_slices_must_be_positive():
     from napari_ssseg.errors import SsSegError
 
-    with pytest.raises(SsSegError, match="curriculum_slices must be at least 1"):
-        TrainConfig(curriculum_slices=0)
+    with pytest.raises(SsSegError, match=r"curriculum\.slices must be at least 1"):
+        TrainConfig.from_dict({"curriculum": {"slices": 0}})

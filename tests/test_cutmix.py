@@ -11,7 +11,8 @@ import torch
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.errors import SsSegError
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.parts import CutMixSettings
 from napari_ssseg.training.cutmix import (
     Box,
     ImbalanceCutMix,
@@ -56,8 +57,8 @@ def _box_of(mask: torch.Tensor) -> Box:
     return box
 
 
-def _config(**changes) -> TrainConfig:
-    return TrainConfig(**({"cutmix": True, "cutmix_prob": 1.0, "cutmix_area": 0.25} | changes))
+ALWAYS = CutMixSettings(on=True, prob=1.0, area=0.25)
+"""CutMix at every step, a box a quarter of the slice."""
 
 
 def test_class_frequencies_hand_values_and_rare_weight_schedule():
@@ -131,7 +132,7 @@ def test_labelled_mixing_pastes_images_and_labels_from_another_slice():
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(4, 3, 32, 32, generator=generator)
     labels = torch.randint(0, 3, (4, 1, 32, 32), generator=generator)
-    cutmix = ImbalanceCutMix(RARE_FREQUENCIES, _config(), seed=0)
+    cutmix = ImbalanceCutMix(RARE_FREQUENCIES, ALWAYS, seed=0)
     mixed_images, mixed_labels, unlabelled, targets = cutmix.mix(images, labels, None, [], 0.3)
     assert unlabelled is None and targets == []
     sources = []
@@ -161,7 +162,7 @@ def test_mixed_teacher_targets_trust_the_pasted_labels_and_keep_the_teacher_else
     for confidence in (0.3, 0.6):
         probs = torch.softmax(torch.randn(2, 3, 32, 32, generator=generator), dim=1)
         teachers.append(torch.cat([probs, torch.full((2, 1, 32, 32), confidence)], dim=1))
-    cutmix = ImbalanceCutMix(RARE_FREQUENCIES, _config(), seed=0)
+    cutmix = ImbalanceCutMix(RARE_FREQUENCIES, ALWAYS, seed=0)
     _, _, mixed, targets = cutmix.mix(images, labels, unlabelled, teachers, 0.0)
     label_targets = labels_as_target(labels, 3)
 
@@ -189,27 +190,30 @@ def test_mixed_teacher_targets_trust_the_pasted_labels_and_keep_the_teacher_else
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("cutmix_prob", -0.1),
-        ("cutmix_prob", 1.5),
-        ("cutmix_prob", float("nan")),
-        ("cutmix_area", 0.0),
-        ("cutmix_area", 1.0),
-        ("cutmix_area", -0.2),
-        ("cutmix_anneal", -1.0),
+        ("prob", -0.1),
+        ("prob", 1.5),
+        ("prob", float("nan")),
+        ("area", 0.0),
+        ("area", 1.0),
+        ("area", -0.2),
+        ("anneal", -1.0),
     ],
 )
 def test_bad_cutmix_settings_are_refused_by_name(name, value):
-    with pytest.raises(SsSegError, match=name):
-        TrainConfig(**{name: value})
+    with pytest.raises(SsSegError, match=rf"cutmix\.{name} must"):
+        TrainConfig.from_dict({"cutmix": {name: value}})
 
 
 def test_cutmix_settings_round_trip_and_wrong_types_are_refused():
-    config = TrainConfig(cutmix=True, cutmix_prob=0.3, cutmix_area=0.1, cutmix_anneal=0.5)
+    config = TrainConfig.from_dict(
+        {"cutmix": {"on": True, "prob": 0.3, "area": 0.1, "anneal": 0.5}}
+    )
+    assert config.cutmix == CutMixSettings(on=True, prob=0.3, area=0.1, anneal=0.5)
     assert TrainConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(SsSegError, match="cutmix must be true or false"):
-        TrainConfig.from_dict({"cutmix": "yes"})
-    with pytest.raises(SsSegError, match="cutmix_area must be a finite number"):
-        TrainConfig.from_dict({"cutmix_area": "0.2"})
+    with pytest.raises(SsSegError, match=r"cutmix\.on must be true or false"):
+        TrainConfig.from_dict({"cutmix": {"on": "yes"}})
+    with pytest.raises(SsSegError, match=r"cutmix\.area must be a finite number"):
+        TrainConfig.from_dict({"cutmix": {"area": "0.2"}})
 
 
 @pytest.fixture(scope="module")
@@ -232,36 +236,36 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _train_weights(project: Project, **changes) -> dict[str, torch.Tensor]:
-    # Mean teacher and shape continuity from the first step, so unlabelled slices are mixed too.
-    values = dict(
-        method="ssl",
-        ssl_start=0.0,
-        shape_start=0.0,
-        teacher_gate_dice=0.0,
-        image_size=32,
-        channels=(8, 16, 32),
-        max_iters=20,
-        max_time=None,
-        batch_size=2,
-        unlabelled_batch_size=2,
-        share_batch=False,
-        teacher_cache=4,
-        teacher_refresh=10,
-        agreement_every=0,
-        device="cpu",
-        seed=5,
-    )
-    result = train(project, TrainConfig(**(values | changes)))
+def _train_weights(project: Project, **cutmix) -> dict[str, torch.Tensor]:
+    """The weights of a 20-step ``ssl`` run on ``project`` with the CutMix settings
+    ``cutmix``. Mean teacher and shape continuity teach from the first step, so unlabelled
+    slices are mixed too."""
+    values = {
+        "method": "ssl",
+        "agreement_every": 0,
+        "device": "cpu",
+        "seed": 5,
+        "student": {"image_size": 32, "channels": [8, 16, 32]},
+        "budget": {"max_iters": 20, "max_time": None, "teacher_start": 0.0, "gate_dice": 0.0},
+        "batch": {
+            "size": 2,
+            "unlabelled": 2,
+            "share": False,
+            "target_cache": 4,
+            "target_refresh": 10,
+        },
+        "cutmix": cutmix,
+    }
+    result = train(project, TrainConfig.from_dict(values))
     assert result.iterations == 20
     assert all(torch.isfinite(v).all() for v in result.state_dict.values())
     return result.state_dict
 
 
 def test_training_with_cutmix_runs_and_probability_zero_changes_nothing(small_project, one_thread):
-    plain = _train_weights(small_project, cutmix=False)
-    never = _train_weights(small_project, cutmix=True, cutmix_prob=0.0)
-    always = _train_weights(small_project, cutmix=True, cutmix_prob=1.0, cutmix_anneal=0.5)
+    plain = _train_weights(small_project, on=False)
+    never = _train_weights(small_project, on=True, prob=0.0)
+    always = _train_weights(small_project, on=True, prob=1.0, anneal=0.5)
     assert all(torch.equal(plain[k], never[k]) for k in plain)
     assert not all(torch.equal(plain[k], always[k]) for k in plain)
 
@@ -271,7 +275,7 @@ def test_ssl_mixes_by_default_with_two_classes_and_not_with_one(small_project, o
         return all(torch.equal(first[k], second[k]) for k in first)
 
     two_classes = _train_weights(small_project)
-    assert same(two_classes, _train_weights(small_project, cutmix=True))
+    assert same(two_classes, _train_weights(small_project, on=True))
     (volume,) = small_project.volumes
     merged = AnnotatedVolume.from_labels(
         volume.image,
@@ -281,5 +285,5 @@ def test_ssl_mixes_by_default_with_two_classes_and_not_with_one(small_project, o
     )
     one_class = Project([merged], ["organ"])
     one_class_default = _train_weights(one_class)
-    assert same(one_class_default, _train_weights(one_class, cutmix=False))
-    assert not same(one_class_default, _train_weights(one_class, cutmix=True))
+    assert same(one_class_default, _train_weights(one_class, on=False))
+    assert not same(one_class_default, _train_weights(one_class, on=True))

@@ -8,6 +8,8 @@ import pytest
 
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.runner import ProgressEvent, RunStatus, StatusEvent
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.values import merged
 
 pytest.importorskip("qtpy")
 
@@ -44,8 +46,10 @@ class ScriptedRunner:
         return None
 
 
-def scripted_preparer(class_names: tuple[str, ...] = ("organ",)):
-    """(runner, preparer on it, a session of one 8 x 8 x 4 volume, the texts it reports)."""
+def scripted_preparer(model_dir, class_names: tuple[str, ...] = ("organ",)):
+    """(runner, preparer on it, ``prepare(settings)``: whether the preparer starts a job for
+    the nested JSON ``settings`` on a session of one 8 x 8 x 4 volume, the texts it
+    reports)."""
     from napari_ssseg.widgets.embedding_prep import EmbeddingPreparer
     from napari_ssseg.widgets.session import AnnotationSession
 
@@ -55,27 +59,30 @@ def scripted_preparer(class_names: tuple[str, ...] = ("organ",)):
     preparer.changed.connect(texts.append)
     image = Volume(np.zeros((8, 8, 4), np.float32), np.eye(4), name="scan")
     session = AnnotationSession(image, np.zeros((8, 8, 4), np.int16), list(class_names), axis=2)
-    return runner, preparer, session, texts
+
+    def prepare(settings: dict) -> bool:
+        return preparer.prepare(session, TrainConfig.from_dict(settings), model_dir)
+
+    return runner, preparer, prepare, texts
 
 
 def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtbot, tmp_path):
-    runner, preparer, session, texts = scripted_preparer()
-    model_dir = tmp_path / "model"
+    runner, preparer, prepare, texts = scripted_preparer(tmp_path / "model")
 
     # The default method and plain predictions never touch the foundation model.
-    assert not preparer.prepare(session, {"method": "ssl"}, model_dir)
-    assert not preparer.prepare(session, {"method": "unet", "refine": "off"}, model_dir)
+    assert not prepare({"method": "ssl"})
+    assert not prepare({"method": "unet", "prediction": {"refine": "off"}})
     # A method with it (or a refined prediction) does: one embedding job of this volume.
-    assert preparer.prepare(session, {"method": "sc-sam"}, model_dir)
+    assert prepare({"method": "sc-sam"})
     job = runner.jobs[-1]
     assert job.task == "embed" and job.volumes[0].name == "scan" and not job.volumes[0].predict
-    assert not preparer.prepare(session, {"method": "sc-sam"}, model_dir)  # already running
+    assert not prepare({"method": "sc-sam"})  # already running
 
     # Training starts: the job is paused, and asked again afterwards it starts again.
     preparer.pause()
     qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
     assert runner.cancelled == 1 and texts[-1] == "foundation model: embedding paused for training"
-    assert preparer.prepare(session, {"method": "uncol"}, model_dir)
+    assert prepare({"method": "uncol"})
     runner.queued += [
         ProgressEvent("embed", 0.25, 1.0, 1),
         ProgressEvent("embed", 0.5, 3.0, 2),
@@ -87,50 +94,46 @@ def test_embeddings_start_when_needed_once_per_volume_and_pause_for_training(qtb
     assert texts[-1].startswith("4 slices ready")
     # Done for this volume and model, the feature terms' squares included (uncol has them):
     # nothing more for full (the same needs) nor sc-sam (the slices only).
-    assert not preparer.prepare(session, {"method": "full"}, model_dir)
-    assert not preparer.prepare(session, {"method": "sc-sam"}, model_dir)
-    assert not preparer.prepare(session, {"method": "ssl", "distill_weight": 1.0}, model_dir)
+    assert not prepare({"method": "full"})
+    assert not prepare({"method": "sc-sam"})
+    assert not prepare({"method": "ssl", "features": {"distill_weight": 1.0}})
     # Another foundation model needs embeddings of its own.
-    other = {"method": "sc-sam", "foundation_model": "sam_vit_b", "foundation_checkpoint": "b.pth"}
-    assert preparer.prepare(session, other, model_dir)
+    other = {"model": "sam_vit_b", "checkpoint": "b.pth"}
+    assert prepare({"method": "sc-sam", "foundation": other})
     assert len(runner.jobs) == 3
-    # Settings that do not validate start nothing (the Train button reports them).
-    preparer.pause()
-    qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
-    assert not preparer.prepare(session, {"method": "sc-sam", "lr": -1.0}, model_dir)
     preparer.close()
 
 
 def test_the_default_prepares_embeddings_with_two_classes_or_more(qtbot, tmp_path):
     # ssl refines its predictions with the foundation model on multi-class projects only.
-    runner, preparer, session, _ = scripted_preparer(("left", "right"))
-    assert preparer.prepare(session, {"method": "ssl"}, tmp_path / "model")
+    runner, preparer, prepare, _ = scripted_preparer(tmp_path / "model", ("left", "right"))
+    assert prepare({"method": "ssl"})
     assert runner.jobs[-1].task == "embed"
     preparer.pause()
     qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
     # Refinement turned off: nothing to prepare.
-    assert not preparer.prepare(session, {"method": "ssl", "refine": "off"}, tmp_path / "model")
+    assert not prepare({"method": "ssl", "prediction": {"refine": "off"}})
     preparer.close()
 
 
 def test_a_pretraining_setting_prepares_its_student_once_per_settings(qtbot, tmp_path):
-    runner, preparer, session, texts = scripted_preparer()
-    model_dir = tmp_path / "model"
+    runner, preparer, prepare, texts = scripted_preparer(tmp_path / "model")
 
     def finish(*events) -> None:
         runner.queued += [*events, StatusEvent(RunStatus.DONE, "ready")]
         qtbot.waitUntil(lambda: not preparer.running, timeout=2000)
 
-    pretrain = {"method": "ssl", "pretrain_steps": 50}
-    assert preparer.prepare(session, pretrain, model_dir)
+    pretrain = {"method": "ssl", "features": {"pretrain_steps": 50}}
+    assert prepare(pretrain)
     finish(ProgressEvent("embed", 1.0, 2.0, 4), ProgressEvent("pretrain", 0.2, 3.0, 10))
     assert "foundation model: pretraining the network, step 10 (3 s)" in texts
-    assert not preparer.prepare(session, pretrain, model_dir)  # this student is made
+    assert not prepare(pretrain)  # this student is made
     # Distillation in the steps needs every slice's square, the student only its bank's.
-    assert preparer.prepare(session, {"method": "ssl", "distill_weight": 1.0}, model_dir)
+    assert prepare({"method": "ssl", "features": {"distill_weight": 1.0}})
     finish()
     # Another seed, another student.
-    assert preparer.prepare(session, pretrain | {"seed": 3}, model_dir)
+    assert prepare(merged(pretrain, {"seed": 3}))
     finish()
-    assert not preparer.prepare(session, pretrain | {"seed": 3, "max_time": 30}, model_dir)
+    # The budget does not shape the student: the same one serves.
+    assert not prepare(merged(pretrain, {"seed": 3, "budget": {"max_time": 30}}))
     preparer.close()

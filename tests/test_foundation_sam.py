@@ -8,8 +8,8 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
-from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.sam import SamBackend
+from napari_ssseg.settings.model_cards import model_card
 
 SIZE = 32
 

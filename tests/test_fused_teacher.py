@@ -12,8 +12,16 @@ import torch
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.bench.protocols import reveal_slices
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.teachers import FusedTeacher, MeanTeacher, Teacher, fuse_targets
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.teachers import FusedSettings
+from napari_ssseg.settings.values import merged
+from napari_ssseg.training.teachers import (
+    FusedTeacher,
+    MeanTeacher,
+    Teacher,
+    TeacherSchedule,
+    fuse_targets,
+)
 from napari_ssseg.training.teachers.foundation import SamTeacher
 
 
@@ -82,11 +90,12 @@ def test_fuse_targets_three_members_and_edge_cases():
 
 
 class FakeTeacher(Teacher):
-    """A teacher with fixed covers and a constant target, recording what it is asked."""
+    """A teacher with fixed covers and a constant target, recording what it is asked; it
+    starts at ``start``, its ramp-up 0.4 long."""
 
     def __init__(self, name: str, start: float, covers: list, target: tuple[float, ...]):
         self.name = name
-        self.start = start
+        self.schedule = TeacherSchedule(start, rampup=0.4)
         self._covers = covers
         self.target = torch.tensor(target)[:, None, None].expand(-1, 2, 2)  # (K + 1, 2, 2)
         self.prepared: list[int] = []
@@ -112,9 +121,9 @@ class FakeTeacher(Teacher):
 def test_fused_teacher_delegates_to_the_members_whose_start_has_come():
     early = FakeTeacher("early", 0.2, [(0, 1), (0, 2)], (0.3, 0.7, 0.4))
     late = FakeTeacher("late", 0.6, [(0, 2), (0, 5)], (0.9, 0.1, 0.8))
-    config = TrainConfig(image_size=32, channels=(8, 16), fused_weight=2.0, rampup=0.4)
-    teacher = FusedTeacher([early, late], config)
+    teacher = FusedTeacher([early, late], FusedSettings(weight=2.0))
     assert teacher.name == "fused" and teacher.start == 0.2
+    assert teacher.schedule is early.schedule
     # Before the first step: everything any member covers (the test of "anything to teach").
     assert teacher.covers() == [(0, 1), (0, 2), (0, 5)]
     versions = [teacher.version]
@@ -142,7 +151,7 @@ def test_fused_teacher_delegates_to_the_members_whose_start_has_come():
     teacher.update(torch.nn.Identity())
     assert early.updates == late.updates == 1
     # Uniform logits: CE ln 2 on every pixel, weighted by the confidence 0.48; the weight is
-    # fused_weight with the ramp-up from the earliest start (full 0.4 after it).
+    # fused.weight with the ramp-up from the earliest start (full 0.4 after it).
     loss, weight = teacher.loss(torch.zeros(2, 2, 2, 2), target, fraction=0.6)
     assert float(loss) == pytest.approx(0.48 * math.log(2), rel=1e-5)
     assert weight == pytest.approx(2.0)
@@ -152,14 +161,15 @@ def test_fused_teacher_delegates_to_the_members_whose_start_has_come():
 
 def test_uncol_preset_and_its_settings():
     config = TrainConfig(method="uncol")
-    assert config.teachers == ("fused",) and config.uses_foundation_model
+    assert config.active_teachers == ("fused",) and config.uses_foundation_model
+    assert config.fused.members == ("mean", "sam")
     assert not TrainConfig(method="ssl").uses_foundation_model
     from napari_ssseg.errors import SsSegError
 
-    with pytest.raises(SsSegError, match="fused_weight must be 0 or more"):
-        TrainConfig(method="uncol", fused_weight=-1.0)
+    with pytest.raises(SsSegError, match=r"fused\.weight must be 0 or more"):
+        TrainConfig.from_dict({"method": "uncol", "fused": {"weight": -1.0}})
     with pytest.raises(SsSegError, match="uncol with foundation model sam_vit_b needs"):
-        TrainConfig(method="uncol", foundation_model="sam_vit_b")
+        TrainConfig.from_dict({"method": "uncol", "foundation": {"model": "sam_vit_b"}})
 
 
 def _disk_project() -> Project:
@@ -187,8 +197,14 @@ def test_uncol_training_run_fuses_the_mean_teacher_and_litemedsam(tmp_path, monk
 
     torch.set_num_threads(1)
     project = _disk_project()
-    tiny = dict(image_size=32, channels=(8, 16, 32), batch_size=2, seed=0, device="cpu")
-    warm = loop.train(project, TrainConfig(method="unet", max_iters=40, **tiny)).state_dict
+    tiny = {
+        "seed": 0,
+        "device": "cpu",
+        "student": {"image_size": 32, "channels": [8, 16, 32]},
+        "batch": {"size": 2},
+    }
+    unet = TrainConfig.from_dict(merged(tiny, {"method": "unet", "budget": {"max_iters": 40}}))
+    warm = loop.train(project, unet).state_dict
 
     built: list[Teacher] = []
     real_build_teachers = loop.build_teachers
@@ -198,19 +214,15 @@ def test_uncol_training_run_fuses_the_mean_teacher_and_litemedsam(tmp_path, monk
         return list(built)
 
     monkeypatch.setattr(loop, "build_teachers", keep_teachers)
-    config = TrainConfig(
-        method="uncol",
-        max_iters=3,
-        ssl_start=0.0,
-        teacher_gate_dice=0.0,
-        sam_slices=2,
-        sam_refresh=100,
-        sam_tune_steps=1,
-        teacher_cache=4,
-        teacher_passes=1,
-        embedding_cache=str(tmp_path / "embeddings"),
-        **tiny,
-    )
+    uncol = {
+        "method": "uncol",
+        "budget": {"max_iters": 3, "teacher_start": 0.0, "gate_dice": 0.0},
+        "batch": {"target_cache": 4},
+        "mean": {"passes": 1},
+        "sam": {"slices": 2, "refresh": 100, "tune_steps": 1},
+        "foundation": {"embedding_cache": str(tmp_path / "embeddings")},
+    }
+    config = TrainConfig.from_dict(merged(tiny, uncol))
     result = loop.train(project, config, init_state=warm, report_every=1)
 
     assert result.iterations == 3 and [type(t) for t in built] == [FusedTeacher]

@@ -5,17 +5,17 @@ import math
 import pytest
 import torch
 
+from napari_ssseg.networks.uncertainty import (
+    mc_dropout_probs,
+    normalised_entropy,
+    slice_uncertainty_scores,
+)
+from napari_ssseg.settings.budget import poly_lr, sigmoid_rampup
 from napari_ssseg.training.losses import (
     gated_consistency_loss,
     gated_pseudo_label_loss,
     supervised_loss,
     weighted_pseudo_label_loss,
-)
-from napari_ssseg.training.schedules import poly_lr, sigmoid_rampup
-from napari_ssseg.training.uncertainty import (
-    mc_dropout_probs,
-    normalised_entropy,
-    slice_uncertainty_scores,
 )
 
 

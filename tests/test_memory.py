@@ -28,8 +28,8 @@ CHILD = r"""
 import json, resource, sys
 import torch
 torch.set_num_threads(1)
-import napari_ssseg.cli, napari_ssseg.pipeline, napari_ssseg.project_io
-import napari_ssseg.inference.predict, napari_ssseg.io.outputs, napari_ssseg.model_store
+import napari_ssseg.cli, napari_ssseg.tasks.train, napari_ssseg.project_io
+import napari_ssseg.inference.predict, napari_ssseg.tasks.outputs, napari_ssseg.model_store
 
 def high_water():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
@@ -54,8 +54,12 @@ def _load_benchmark_module():
 def test_train_and_predict_memory_is_bounded_by_the_volume_size(tmp_path):
     image_path, labels_path, slices = _load_benchmark_module().write_case(tmp_path, SHAPE, 5)
     settings = tmp_path / "settings.json"
+    # Without refinement: ssl refines three classes by default (since bf7cc43), which loads
+    # the foundation model, a fixed cost the bound below does not cover (measured: predict
+    # grew 585 MiB and took 5 minutes on the 2-core machine). Refinement has tests of its own.
+    student = {"image_size": 64, "channels": [8, 16, 32]}
     settings.write_text(
-        json.dumps({"image_size": 64, "channels": [8, 16, 32], "inference_passes": 2})
+        json.dumps({"student": student, "prediction": {"passes": 2, "refine": "off"}})
     )
     model, out = tmp_path / "model", tmp_path / "out"
     commands = {

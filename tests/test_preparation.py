@@ -1,4 +1,5 @@
-"""Work made before a run (preparation.py) and ``napari-ssseg prepare``, which runs it headless."""
+"""Work made before a run (tasks/prepare.py) and ``napari-ssseg prepare``, which runs it
+headless."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 
 import napari_ssseg.project_io as project_io
 from napari_ssseg.cli import main
-from napari_ssseg.preparation import prepare_volumes
+from napari_ssseg.settings.values import merged
+from napari_ssseg.tasks.prepare import prepare_volumes
 from napari_ssseg.training.pretraining import label_free
 from napari_ssseg.training.student_store import stored_student
 from tests.conftest import TINY_CLI_CONFIG, synthetic_case, write_nifti
@@ -20,7 +22,7 @@ from tests.test_feature_losses import (
 
 
 def test_preparation_embeds_then_stores_the_student_a_run_finds(tmp_path, echo):
-    config = tiny_config(tmp_path, method="ssl", pretrain_steps=4)
+    config = tiny_config(tmp_path, method="ssl", features={"pretrain_steps": 4})
     project = synthetic_project()
     blank = label_free(project)  # nothing labelled yet, as in the dock
     steps = []
@@ -31,7 +33,7 @@ def test_preparation_embeds_then_stores_the_student_a_run_finds(tmp_path, echo):
     # Refinement (auto for a foundation-model run) embeds every slice at source resolution,
     # the pretraining its label-free bank's squares: all made now, none cached before.
     slices = blank.volumes[0].num_slices
-    assert prepared.slices == slices + config.distill_slices == prepared.embedded
+    assert prepared.slices == slices + config.features.slices == prepared.embedded
     assert echo.embedded == prepared.embedded
     stages = [s.stage for s in steps]
     assert stages == ["embed"] * prepared.slices + ["pretrain"] * 4
@@ -47,7 +49,7 @@ def test_preparation_embeds_then_stores_the_student_a_run_finds(tmp_path, echo):
 
 
 def test_a_stopped_preparation_keeps_its_embeddings_and_no_student(tmp_path, echo):
-    config = tiny_config(tmp_path, method="ssl", pretrain_steps=5)
+    config = tiny_config(tmp_path, method="ssl", features={"pretrain_steps": 5})
     project = synthetic_project()
     load = [lambda: project.volumes[0]]
     polls = iter([False, False, True])
@@ -57,7 +59,7 @@ def test_a_stopped_preparation_keeps_its_embeddings_and_no_student(tmp_path, ech
     assert echo.embedded == 2
     # Stopped while pretraining: the embeddings are all there, the student is not kept.
     count = iter(range(10_000))
-    slices = project.volumes[0].num_slices + config.distill_slices
+    slices = project.volumes[0].num_slices + config.features.slices
     stop_in_pretraining = lambda: next(count) >= slices + 2  # noqa: E731
     assert (
         prepare_volumes(load, project.class_names, config, should_stop=stop_in_pretraining) is None
@@ -66,6 +68,12 @@ def test_a_stopped_preparation_keeps_its_embeddings_and_no_student(tmp_path, ech
     # Without pretrain: embeddings only.
     done = prepare_volumes(load, project.class_names, config, pretrain=False)
     assert done.pretrained_steps == 0 and stored_student(project, config) is None
+
+
+def _write_settings(path, **sections):
+    """Write ``TINY_CLI_CONFIG`` with ``sections`` (settings by section) written over it."""
+    path.write_text(json.dumps(merged(TINY_CLI_CONFIG, sections)))
+    return path
 
 
 def _write_case(folder, name: str) -> tuple[str, str]:
@@ -78,10 +86,12 @@ def _write_case(folder, name: str) -> tuple[str, str]:
 
 def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, monkeypatch, capsys):
     image, labels = _write_case(tmp_path, "case")
-    settings = tmp_path / "settings.json"
     cache = tmp_path / "embeddings"
-    values = dict(TINY_CLI_CONFIG, pretrain_steps=3, distill_slices=4, embedding_cache=str(cache))
-    settings.write_text(json.dumps(values))
+    settings = _write_settings(
+        tmp_path / "settings.json",
+        features={"pretrain_steps": 3, "slices": 4},
+        foundation={"embedding_cache": str(cache)},
+    )
     common = ["--config", str(settings), "--seed", "2"]
 
     assert main(["prepare", image, "--classes", "organ,lesion", *common]) == 0
@@ -93,7 +103,8 @@ def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, m
     model_dir = tmp_path / "model"
     train = ["train", image, "--labels", labels, "--annotated-slices", "4,8,12", *common]
     assert main([*train, "--max-iters", "2", "--out", str(model_dir)]) == 0
-    assert "starting from the network made by 'napari-ssseg prepare'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "napari-ssseg: starting from the network made while preparing" in err
     summary = json.loads((model_dir / "model.json").read_text())["summary"]
     assert summary["pretrained"] == 3 and built == []  # started from it, no pretraining
     assert echo.embedded == made  # nor any embedding for the bank
@@ -107,9 +118,11 @@ def test_the_prepare_command_makes_what_train_then_starts_from(tmp_path, echo, m
 
 def test_the_prepare_command_reads_one_volume_once(tmp_path, echo, monkeypatch):
     image, labels = _write_case(tmp_path, "case")
-    settings = tmp_path / "settings.json"
-    values = dict(TINY_CLI_CONFIG, refine="auto", embedding_cache=str(tmp_path / "e"))
-    settings.write_text(json.dumps(values))
+    settings = _write_settings(
+        tmp_path / "settings.json",
+        prediction={"refine": "auto"},
+        foundation={"embedding_cache": str(tmp_path / "e")},
+    )
     load = project_io.load_annotated_volume
     reads = []
     monkeypatch.setattr(
@@ -123,17 +136,15 @@ def test_the_prepare_command_reads_one_volume_once(tmp_path, echo, monkeypatch):
 def test_the_prepare_command_refuses_or_warns_where_it_cannot_help(tmp_path, echo, capsys):
     first, _ = _write_case(tmp_path, "one")
     second, _ = _write_case(tmp_path, "two")
-    settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps(dict(TINY_CLI_CONFIG, embedding_cache=str(tmp_path / "e"))))
+    cache = {"embedding_cache": str(tmp_path / "e")}
+    settings = _write_settings(tmp_path / "settings.json", foundation=cache)
     # ssl without pretraining and without refinement gives the encoder nothing.
     assert main(["prepare", first, "--config", str(settings)]) == 2
     assert "nothing to prepare" in capsys.readouterr().err
     assert main(["prepare", "--config", str(settings)]) == 2
     assert "prepare needs at least one IMAGE" in capsys.readouterr().err
     # Several volumes: their run streams them and pretrains itself, so embeddings only.
-    settings.write_text(
-        json.dumps(dict(TINY_CLI_CONFIG, pretrain_steps=3, embedding_cache=str(tmp_path / "e")))
-    )
+    _write_settings(settings, features={"pretrain_steps": 3}, foundation=cache)
     assert main(["prepare", first, second, "--config", str(settings)]) == 0
     out, err = capsys.readouterr()
     assert "only the embeddings are prepared" in err and "pretrained" not in out

@@ -16,7 +16,7 @@ from napari_ssseg.io.volume import Volume
 from napari_ssseg.runner.base import Runner
 from napari_ssseg.runner.local import LocalRunner
 from napari_ssseg.runner.ray_runner import RayRunner
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
 from napari_ssseg.training.loop import train
 from napari_ssseg.training.replica import Replica
 from tests.conftest import synthetic_case
@@ -30,9 +30,16 @@ def project() -> Project:
     return Project([annotated], ["ellipsoid", "blob"])
 
 
-def config(**changes) -> TrainConfig:
-    values = dict(image_size=32, channels=(8, 16, 32), max_iters=6, device="cpu", seed=5)
-    return TrainConfig(**(values | changes))
+def config(max_iters: int = 6) -> TrainConfig:
+    """``max_iters`` steps of the default method on a small network."""
+    return TrainConfig.from_dict(
+        {
+            "device": "cpu",
+            "seed": 5,
+            "student": {"image_size": 32, "channels": [8, 16, 32]},
+            "budget": {"max_iters": max_iters},
+        }
+    )
 
 
 class RankOne(Replica):

@@ -34,7 +34,7 @@ def finished(tmp_path_factory):
     while not runner.warm and time.monotonic() < deadline:
         time.sleep(0.05)
     warm = runner.warm
-    runner.start(synthetic_job(folder / "model", probes=[8], max_iters=20))
+    runner.start(synthetic_job(folder / "model", probes=[8], budget={"max_iters": 20}))
     first = runner.status
     final = runner.wait(timeout=120)
     outcome = {
@@ -84,7 +84,7 @@ def test_short_run_reaches_done_with_model_and_predictions(finished):
 def test_cancel_stops_a_long_run_within_two_seconds(runner, tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "previous.txt").write_text("old model")
-    runner.start(synthetic_job(tmp_path / "model", max_iters=1_000_000))
+    runner.start(synthetic_job(tmp_path / "model", budget={"max_iters": 1_000_000}))
     deadline = time.monotonic() + 120
     while not any(isinstance(e, ProgressEvent) for e in runner.poll()):
         assert runner.running and time.monotonic() < deadline, runner.message
@@ -125,11 +125,19 @@ def progress_until_finished(runner, timeout_s: float) -> tuple[list[ProgressEven
 @pytest.mark.slow
 def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runner, tmp_path):
     cache = tmp_path / "embeddings"
+
     # Nothing annotated yet: an embedding job needs no label (a training job would refuse).
-    job = synthetic_job(
-        tmp_path / "model", annotated=(), method="sc-sam", embedding_cache=str(cache)
-    )
-    job.task = "embed"
+    def embedding_job():
+        job = synthetic_job(
+            tmp_path / "model",
+            annotated=(),
+            method="sc-sam",
+            foundation={"embedding_cache": str(cache)},
+        )
+        job.task = "embed"
+        return job
+
+    job = embedding_job()
     runner.start(job)
     progress, deadline = progress_until_finished(runner, timeout_s=180)
     assert runner.status is RunStatus.DONE, runner.message
@@ -144,10 +152,7 @@ def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runne
     runner.start(job)
     assert runner.wait(timeout=120) is RunStatus.DONE
     assert runner.message.endswith(f"(0 embedded in {runner.message.split(' in ')[1]}")
-    other = synthetic_job(
-        tmp_path / "model", annotated=(), method="sc-sam", embedding_cache=str(cache)
-    )
-    other.task = "embed"
+    other = embedding_job()
     # Mirrored: other slices (a scaled copy would normalise to the same ones).
     other.volumes[0].image = np.ascontiguousarray(other.volumes[0].image[::-1])
     runner.start(other)
@@ -162,7 +167,12 @@ def test_embedding_job_fills_the_cache_before_any_label_and_can_be_stopped(runne
 @pytest.mark.slow
 def test_preparation_job_pretrains_a_student_that_the_training_run_starts_from(runner, tmp_path):
     cache = tmp_path / "embeddings"
-    settings = dict(method="ssl", pretrain_steps=6, max_iters=4, embedding_cache=str(cache))
+    settings = {
+        "method": "ssl",
+        "features": {"pretrain_steps": 6},
+        "budget": {"max_iters": 4},
+        "foundation": {"embedding_cache": str(cache)},
+    }
     # While the user labels: nothing annotated yet.
     prepare = synthetic_job(tmp_path / "model", annotated=(), **settings)
     prepare.task = "embed"
@@ -192,12 +202,15 @@ def test_error_in_the_child_comes_back_as_a_message_and_keeps_the_old_model(
     before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
 
     # Warm-starting a 2-class model with three class names fails inside train_model.
-    second = synthetic_job(tmp_path / "model", max_iters=2)
+    second = synthetic_job(tmp_path / "model", budget={"max_iters": 2})
     second.class_names = ["ellipsoid", "blob", "third"]
     second.init_model_dir = tmp_path / "model"
     runner.start(second)
     assert runner.wait(timeout=120) is RunStatus.ERROR
-    assert runner.message.startswith("the model to warm-start from has channels [8, 16, 32] and 2")
+    assert runner.message == (
+        f"cannot warm-start from the model {tmp_path / 'model'}: it has the classes "
+        "ellipsoid, blob; this run has ellipsoid, blob, third"
+    )
     assert "Traceback" not in runner.message
     after = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
     assert after == before

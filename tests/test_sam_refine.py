@@ -12,9 +12,7 @@ import torch
 
 from napari_ssseg import cli
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
-from napari_ssseg.data.intensity import IntensityConfig
 from napari_ssseg.errors import InputError, SsSegError
-from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.transforms import SliceTransform
 from napari_ssseg.inference.sam_refine import (
     REFINE_MODES,
@@ -26,10 +24,11 @@ from napari_ssseg.inference.sam_refine import (
     refine_prediction,
     resolve_refine,
     slice_agreement,
-    slice_area_ratio,
 )
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.model_cards import model_card
+from napari_ssseg.settings.student import IntensityConfig
 from tests.conftest import synthetic_case, write_nifti
 
 
@@ -125,22 +124,30 @@ def test_uncertainty_is_the_larger_of_entropy_and_disagreement():
     np.testing.assert_allclose(combined, [[0.2, 1.0], [0.0, 1.0]])
 
 
+def _trained_with(method: str, refine: str | None = None, **sections) -> TrainConfig:
+    """The settings of a model trained by ``method`` with the prediction setting ``refine``
+    and ``sections`` (nested JSON values)."""
+    return TrainConfig.from_dict({"method": method, "prediction": {"refine": refine}, **sections})
+
+
 def test_default_mode_follows_the_training_method_and_the_class_count():
     # ssl refines with two classes or more (ACDC gained, LA never took the refined masks).
-    assert resolve_refine(None, TrainConfig(method="ssl"), 1) == "off"
-    assert resolve_refine(None, TrainConfig(method="ssl"), 2) == "auto"
-    assert resolve_refine(None, TrainConfig(method="unet"), 3) == "off"
-    assert resolve_refine(None, TrainConfig(method="sc-sam"), 1) == "auto"
-    assert resolve_refine(None, TrainConfig(method="uncol"), 1) == "auto"
-    assert resolve_refine(None, TrainConfig(method="unet", pretrain_steps=5), 1) == "auto"
-    assert resolve_refine("sam", TrainConfig(method="unet"), 1) == "sam"
+    assert resolve_refine(None, _trained_with("ssl"), 1) == "off"
+    assert resolve_refine(None, _trained_with("ssl"), 2) == "auto"
+    assert resolve_refine(None, _trained_with("unet"), 3) == "off"
+    assert resolve_refine(None, _trained_with("sc-sam"), 1) == "auto"
+    assert resolve_refine(None, _trained_with("uncol"), 1) == "auto"
+    pretrained = _trained_with("unet", features={"pretrain_steps": 5})
+    assert resolve_refine(None, pretrained, 1) == "auto"
+    assert resolve_refine("sam", _trained_with("unet"), 1) == "sam"
     # The model's own setting (from training, e.g. the dock's Refine choice) comes next.
-    assert resolve_refine(None, TrainConfig(method="ssl", refine="auto"), 1) == "auto"
-    assert resolve_refine(None, TrainConfig(method="ssl", refine="off"), 3) == "off"
-    assert resolve_refine(None, TrainConfig(method="sc-sam", refine="off"), 1) == "off"
-    assert resolve_refine("sam", TrainConfig(method="sc-sam", refine="off"), 1) == "sam"
-    with pytest.raises(SsSegError, match="refine must be one of off, auto, sam"):
-        TrainConfig(refine="on")
+    assert resolve_refine(None, _trained_with("ssl", "auto"), 1) == "auto"
+    assert resolve_refine(None, _trained_with("ssl", "off"), 3) == "off"
+    assert resolve_refine(None, _trained_with("sc-sam", "off"), 1) == "off"
+    assert resolve_refine("sam", _trained_with("sc-sam", "off"), 1) == "sam"
+    assert resolve_refine(None, _trained_with("unet", "sam"), 2) == "sam"
+    with pytest.raises(SsSegError, match="prediction.refine must be one of off, auto, sam"):
+        _trained_with("ssl", "on")
     with pytest.raises(InputError, match="refine must be one of off, auto, sam, not 'on'"):
         resolve_refine("on", TrainConfig(), 1)
     assert cli.REFINE_MODES == REFINE_MODES
@@ -298,52 +305,6 @@ def test_a_refined_class_keeps_the_unet_masks_where_the_two_disagree(agreement):
     assert np.array_equal(labels[..., 4] == 2, square)
 
 
-class ShrinkingOnDarkSlices(ShapeInBoxModel):
-    """The ellipse model, except that on a slice darker than 0.25 on average the first
-    class's mask is the ellipse of its box shrunk to 3/4 round the box's centre (a foundation
-    model keeping only an object's core: it still agrees with the U-Net's square above 0.5)."""
-
-    def embed(self, images, valid_sizes=None):
-        super().embed(images, valid_sizes)
-        return images.mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1).expand(-1, 256, 64, 64)
-
-    def decode_prompts(self, embeddings, prompts):
-        if float(embeddings[0].mean()) < 0.25:
-            x0, y0, x1, y1 = prompts[0].box.tolist()
-            cx, cy, half_w, half_h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
-            core = torch.tensor(
-                [cx - 0.75 * half_w, cy - 0.75 * half_h, cx + 0.75 * half_w, cy + 0.75 * half_h]
-            )
-            prompts = [dataclasses.replace(prompts[0], box=core), *prompts[1:]]
-        return super().decode_prompts(embeddings, prompts)
-
-
-# The disk inscribed in the U-Net's square covers 0.67 of it: 0.6 lets it through.
-@pytest.mark.parametrize("min_area", [0.0, 0.6])
-def test_a_refined_class_keeps_the_unet_masks_where_its_mask_shrinks(min_area):
-    labels, refinement, unet, disk, _ = _refine_with_slice_4_at(
-        0.0, ShrinkingOnDarkSlices("ellipse"), agreement=0.5, min_area=min_area
-    )
-    assert refinement.use_refined == [True, False] and refinement.min_area == min_area
-    core = labels[..., 4] == 1
-    if min_area:
-        assert np.array_equal(core, unet[..., 4] == 1)
-        assert refinement.guarded == [1, 0]
-    else:
-        # The core passed the agreement guard: smaller than the disk the other slices get.
-        assert 0 < core.sum() < 0.6 * (unet[..., 4] == 1).sum() and core.sum() < disk.sum()
-        assert refinement.guarded == [0, 0]
-    for z in (1, 2, 5):
-        assert ((labels[..., z] == 1) == disk).mean() > 0.97
-
-
-def test_slice_area_ratio_by_hand():
-    unet = np.array([[1, 1, 1, 1], [2, 2, 0, 0]])
-    refined = np.array([[1, 0, 0, 0], [2, 2, 2, 0]])
-    # class 1: 1 of 4; class 2: 3 of 2; class 3: the U-Net holds none.
-    assert slice_area_ratio(unet, refined, 3) == pytest.approx([0.25, 1.5, 1.0])
-
-
 def test_slice_agreement_by_hand():
     unet = np.array([[1, 1, 0, 0], [2, 2, 0, 0]])
     refined = np.array([[1, 0, 0, 0], [2, 2, 2, 2]])
@@ -390,7 +351,7 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
     from napari_ssseg.inference.predict import predict_volume
     from napari_ssseg.model_store import save_model
-    from napari_ssseg.pipeline import train_model
+    from napari_ssseg.tasks.train import train_model
 
     torch.set_num_threads(1)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
@@ -401,14 +362,15 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     labels_path = write_nifti(tmp_path / "case_labels.nii.gz", user.astype(np.uint8), affine)
     annotated = [0, 3, 6]
     volume = AnnotatedVolume.from_labels(Volume(image, affine, name="case"), user, 2, annotated)
-    config = TrainConfig(
-        method="unet",
-        image_size=32,
-        channels=(8, 16, 32),
-        inference_passes=2,
-        max_iters=40,
-        device="cpu",
-        refine_min_area=0.8,  # off by default: checks that the setting reaches the refinement
+    config = TrainConfig.from_dict(
+        {
+            "method": "unet",
+            "device": "cpu",
+            "student": {"image_size": 32, "channels": [8, 16, 32]},
+            "budget": {"max_iters": 40},
+            # Not the default: checks that the setting reaches the refinement.
+            "prediction": {"passes": 2, "refine_agreement": 0.4},
+        }
     )
     model = train_model(Project([volume], ["organ", "lesion"]), config)
 
@@ -440,10 +402,9 @@ def test_refine_with_litemedsam_through_predict_and_the_cli(tmp_path, monkeypatc
     sam, auto = runs["sam"].refinement, runs["auto"].refinement
     assert sam.use_refined == [True, True] and sam.refined_slices
     assert (sam.unet_dice, sam.refined_dice) == (auto.unet_dice, auto.refined_dice)
-    trust = config.refine_trust
+    trust = config.prediction.refine_trust
     assert auto.trust == trust == 0.93
-    assert auto.agreement == config.refine_agreement == 0.5 and sam.agreement == 0.0
-    assert auto.min_area == config.refine_min_area == 0.8 and sam.min_area == 0.0
+    assert auto.agreement == config.prediction.refine_agreement == 0.4 and sam.agreement == 0.0
     assert auto.use_refined == [
         r >= trust or r > u for u, r in zip(auto.unet_dice, auto.refined_dice, strict=True)
     ]

@@ -30,16 +30,15 @@ from napari_ssseg.foundation.checkpoints import load_state_dict
 from napari_ssseg.foundation.embedding_cache import EmbeddingCache
 from napari_ssseg.foundation.errors import CheckpointError
 from napari_ssseg.foundation.litemedsam import LiteMedSamBackend
+from napari_ssseg.foundation.loading import load_backend
 from napari_ssseg.foundation.lora import load_lora
-from napari_ssseg.foundation.registry import model_card
 from napari_ssseg.foundation.sam import SamBackend
 from napari_ssseg.inference.predict import Prediction
 from napari_ssseg.io.msd import read_msd
 from napari_ssseg.io.nifti import read_volume
-from napari_ssseg.io.outputs import safe_name, write_prediction
+from napari_ssseg.io.paths import safe_name
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.model_store import TrainedModel, load_model, save_model
-from napari_ssseg.networks.unet import build_unet
+from napari_ssseg.model_store import load_model, save_model
 from napari_ssseg.project_store import (
     PROJECT_FILE,
     default_project_dir,
@@ -49,9 +48,11 @@ from napari_ssseg.project_store import (
 from napari_ssseg.runner import RunStatus, TrainingJob, VolumeInput, worker
 from napari_ssseg.runner.job import JOB_FILE
 from napari_ssseg.runner.results import read_results
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.teachers.foundation import load_backend
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.model_cards import model_card
+from napari_ssseg.tasks.outputs import write_prediction
 from tests.conftest import synthetic_case, write_nifti
+from tests.test_tasks import small_settings, untrained
 
 PACKAGE = Path(napari_ssseg.__file__).parent
 # torch notes that a plain pickle uses protocol 4 before refusing it; that is expected here.
@@ -118,20 +119,18 @@ def test_every_foundation_entry_point_refuses_it(evil_checkpoint, marker):
     with pytest.raises(CheckpointError, match="refused: not a weights-only"):
         SamBackend.load("medsam_vit_b", evil_checkpoint, allow_unverified=True)
     # What a training run's foundation teacher loads from the job's settings.
-    config = TrainConfig(
-        foundation_model="medsam_vit_b", foundation_checkpoint=str(evil_checkpoint)
+    config = TrainConfig.from_dict(
+        {"foundation": {"model": "medsam_vit_b", "checkpoint": str(evil_checkpoint)}}
     )
     with pytest.raises(CheckpointError, match="no published SHA-256"):
-        load_backend(config)
+        load_backend(config.foundation)
     with pytest.raises(CheckpointError, match="not a LoRA file"):
         load_lora(None, evil_checkpoint)
     assert not marker.exists()
 
 
 def small_model_folder(folder: Path) -> Path:
-    config = TrainConfig(image_size=32, channels=(4, 8, 16))
-    state = build_unet(1, 2, config.channels).state_dict()
-    return save_model(TrainedModel(state, config, ["a", "b"]), folder)
+    return save_model(untrained(small_settings(), ["a", "b"]), folder)
 
 
 def test_model_folders_never_unpickle(evil_checkpoint, marker, tmp_path):
@@ -364,7 +363,11 @@ def test_a_run_writes_only_into_its_job_folder_and_the_chosen_model_folder(tmp_p
     volume = VolumeInput(
         labels=labels, annotated_slices=[4, 8, 12], axis=2, image=image, name="../sibling/evil"
     )
-    config = {"image_size": 32, "channels": [8, 16, 32], "inference_passes": 2, "max_iters": 3}
+    config = {
+        "student": {"image_size": 32, "channels": [8, 16, 32]},
+        "budget": {"max_iters": 3},
+        "prediction": {"passes": 2},
+    }
     chosen = tmp_path / "chosen"
     job = TrainingJob([volume], ["a", "b"], config, chosen / "model", threads=1)
     job.write(tmp_path / "job")

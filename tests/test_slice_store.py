@@ -18,19 +18,21 @@ from napari_ssseg import project_io
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.cli import main
 from napari_ssseg.data import slice_store
-from napari_ssseg.data.intensity import IntensityConfig
+from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.data.slice_store import (
     SliceStore,
     StoredSlices,
     StreamedProject,
     stream_volumes,
 )
-from napari_ssseg.data.slices import SlicePool, VolumeSlices
+from napari_ssseg.data.slices import VolumeSlices
 from napari_ssseg.data.stored_volume import StoredVolume
 from napari_ssseg.errors import SsSegError, TrainingCancelled
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.pipeline import train_model
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.student import IntensityConfig
+from napari_ssseg.settings.values import merged
+from napari_ssseg.tasks.train import train_model
 from napari_ssseg.training.loop import train
 from tests.conftest import TINY_TRAINING, synthetic_case, write_nifti
 from tests.test_bench import make_msd
@@ -54,9 +56,14 @@ def _project() -> Project:
 
 
 def _tiny_config(**changes) -> TrainConfig:
-    values = TINY_TRAINING | {"batch_size": 2, "unlabelled_batch_size": 2, "teacher_cache": 4}
-    values |= {"max_iters": 4, "seed": 11, "ssl_start": 0.0, "connect_refresh": 2}
-    return TrainConfig.from_dict(values | changes)
+    """Four steps with teachers from the start (settings by section in ``changes``)."""
+    values = {
+        "seed": 11,
+        "batch": {"size": 2, "unlabelled": 2, "target_cache": 4},
+        "budget": {"max_iters": 4, "teacher_start": 0.0, "gate_dice": 0.0},
+        "curriculum": {"refresh": 2},
+    }
+    return TrainConfig.from_dict(merged(merged(TINY_TRAINING, values), changes))
 
 
 def _store_dirs(parent: Path) -> list[Path]:
@@ -68,10 +75,10 @@ def test_store_backed_pool_gives_the_same_slices_as_in_memory(tmp_path, largest_
     project = _project()
     if largest_label > 255:  # labels past uint8 are stored as int16
         project.volumes[0].labels[project.volumes[0].labels == 2] = largest_label
-    in_memory = SlicePool(project, 32, INTENSITY, context=1)
+    in_memory = SlicePool(project, 32, INTENSITY)
     store = SliceStore(tmp_path / "store")
     streamed = SlicePool(
-        StreamedProject(project.volumes, project.class_names, store), 32, INTENSITY, 1
+        StreamedProject(project.volumes, project.class_names, store), 32, INTENSITY
     )
 
     assert all(isinstance(v, VolumeSlices) for v in in_memory.volumes)
@@ -94,7 +101,7 @@ def test_store_backed_pool_gives_the_same_slices_as_in_memory(tmp_path, largest_
 
 def test_slices_are_read_from_memory_maps_only_when_asked_for(tmp_path, monkeypatch):
     project = _project()
-    pool = SlicePool(project, 32, INTENSITY, context=1, store=SliceStore(tmp_path))
+    pool = SlicePool(project, 32, INTENSITY, store=SliceStore(tmp_path))
     # Beside the (Z,) annotated flags, a stored volume holds no array.
     for volume in pool.volumes:
         arrays = [k for k, v in vars(volume).items() if isinstance(v, np.ndarray | torch.Tensor)]
@@ -117,10 +124,11 @@ def test_slices_are_read_from_memory_maps_only_when_asked_for(tmp_path, monkeypa
 
     monkeypatch.setattr(slice_store, "open_readonly", spy)
     inputs, targets = pool.inputs([(1, 0), (0, 9)]), pool.targets([(1, 5)])
-    assert inputs.shape == (2, 3, 32, 32) and targets.shape == (1, 1, 32, 32)
+    assert inputs.shape == (2, 1, 32, 32) and targets.shape == (1, 1, 32, 32)
     assert all(m.mode == "r" for m in opened)
-    # Exactly the slices asked for (with their clamped neighbours), nothing else.
-    assert reads == [("images.npy", [0, 0, 1]), ("images.npy", [8, 9, 10]), ("labels.npy", 5)]
+    # Exactly the slices asked for, nothing else.
+    assert reads == [("images.npy", [0]), ("images.npy", [9]), ("labels.npy", 5)]
+    assert pool.intensity is INTENSITY and pool.slice_shape == (32, 32)
 
 
 def test_streamed_project_answers_without_reading_its_voxels(tmp_path):
@@ -150,7 +158,7 @@ def test_streamed_project_answers_without_reading_its_voxels(tmp_path):
     assert before.volumes[0].folder == after.volumes[0].folder  # unchanged volume: reused
 
 
-@pytest.mark.parametrize("method", ["ssl", "connect", "curriculum"])
+@pytest.mark.parametrize("method", ["ssl", "curriculum"])
 def test_training_from_the_store_gives_the_same_weights(tmp_path, method):
     torch.set_num_threads(1)
     config = _tiny_config(method=method)
@@ -158,7 +166,8 @@ def test_training_from_the_store_gives_the_same_weights(tmp_path, method):
     in_memory = train(project, config)
     streamed = StreamedProject(project.volumes, project.class_names, SliceStore(tmp_path))
     from_disk = train(streamed, config)
-    assert in_memory.iterations == from_disk.iterations == config.max_iters
+    assert in_memory.iterations == from_disk.iterations == config.budget.max_iters
+    assert in_memory.teachers_from == from_disk.teachers_from == 0  # the teachers taught
     assert in_memory.state_dict.keys() == from_disk.state_dict.keys()
     assert all(torch.equal(from_disk.state_dict[k], v) for k, v in in_memory.state_dict.items())
 
@@ -286,7 +295,7 @@ def test_cli_trains_a_data_folder_from_a_temporary_store(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     data = make_msd(tmp_path / "data")
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps(TINY_TRAINING | {"batch_size": 2}))
+    settings.write_text(json.dumps(merged(TINY_TRAINING, {"batch": {"size": 2}})))
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -10,11 +11,30 @@ import torch
 
 from napari_ssseg.annotation import AnnotatedVolume, Project
 from napari_ssseg.baselines.interpolation import blended_distances
-from napari_ssseg.data.slices import SlicePool
+from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.io.volume import Volume
-from napari_ssseg.training.config import TrainConfig
-from napari_ssseg.training.teachers import ShapeTeacher, build_teachers, shape_confidence
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.values import merged
+from napari_ssseg.training.teachers import (
+    ShapeTeacher,
+    TeacherSchedule,
+    build_teachers,
+    shape_confidence,
+)
 from napari_ssseg.training.teachers.shape import extent_confidence, neighbour_agreement
+
+SMALL = {"student": {"image_size": 32, "channels": [8, 16]}}
+SCHEDULE = TeacherSchedule(start=0.5, rampup=0.4)
+
+
+def _config(**sections) -> TrainConfig:
+    """A small student's settings with ``sections`` (settings by section) written over."""
+    return TrainConfig.from_dict(merged(SMALL, sections))
+
+
+def _shape_teacher(project: Project, config: TrainConfig) -> tuple[SlicePool, ShapeTeacher]:
+    pool = SlicePool(project, config.student.image_size, config.student.intensity)
+    return pool, ShapeTeacher(project, pool, config.shape, SCHEDULE)
 
 
 def test_shape_confidence_hand_values():
@@ -52,13 +72,10 @@ def _volume(spacing_z: float) -> AnnotatedVolume:
 
 
 def test_shape_teacher_covers_the_annotated_range_and_fades_with_slice_thickness():
-    config = TrainConfig(image_size=32, channels=(8, 16), shape_range_mm=10.0)
+    config = _config(shape={"range_mm": 10.0})
     targets = {}
     for spacing in (1.0, 10.0):
-        volume = _volume(spacing)
-        project = Project([volume], ["ball"])
-        pool = SlicePool(project, config.image_size, config.intensity)
-        teacher = ShapeTeacher(project, pool, config)
+        _, teacher = _shape_teacher(Project([_volume(spacing)], ["ball"]), config)
         assert sorted(z for _, z in teacher.covers()) == [2, 3, 4, 5, 6]
         targets[spacing] = teacher.targets([(0, 4), (0, 0)])
     fine, thick = targets[1.0], targets[10.0]
@@ -70,7 +87,7 @@ def test_shape_teacher_covers_the_annotated_range_and_fades_with_slice_thickness
     )
     # Slice 4 is 3 slices from an annotated one: exp(-3 / 10) with 1 mm, exp(-3) with 10 mm,
     # times the agreement of the two annotated disks it blends (radii 4 and 7 on the grid).
-    pool = SlicePool(Project([_volume(1.0)], ["ball"]), config.image_size, config.intensity)
+    pool, _ = _shape_teacher(Project([_volume(1.0)], ["ball"]), config)
     agreement = neighbour_agreement(pool.volumes[0].labels.numpy(), [1, 7])[4]
     assert 0.3 < agreement < 0.7
     assert float(fine[0, -1].max()) == pytest.approx(agreement * math.exp(-0.3), rel=1e-4)
@@ -130,9 +147,7 @@ def test_shape_teacher_teaches_background_beyond_the_structure_unless_switched_o
     volume = AnnotatedVolume.from_labels(image, revealed, axis=2, annotated_slices=[8, 10, 12])
     project = Project([volume], ["tube"])
     for extent in (True, False):
-        config = TrainConfig(image_size=32, channels=(8, 16), shape_extent=extent)
-        pool = SlicePool(project, config.image_size, config.intensity)
-        teacher = ShapeTeacher(project, pool, config)
+        _, teacher = _shape_teacher(project, _config(shape={"extent": extent}))
         covered = sorted(z for _, z in teacher.covers())
         if not extent:
             assert covered == [9, 11]
@@ -145,13 +160,16 @@ def test_shape_teacher_teaches_background_beyond_the_structure_unless_switched_o
 
 
 def test_build_teachers_leaves_out_those_with_nothing_to_teach():
-    config = TrainConfig(image_size=32, channels=(8, 16), method="ssl")
+    config = _config(method="ssl")
     volume = _volume(1.0)
     volume = AnnotatedVolume.from_labels(volume.image, volume.labels, axis=2, annotated_slices=[1])
     project = Project([volume], ["ball"])
-    pool = SlicePool(project, config.image_size, config.intensity)
+    pool, _ = _shape_teacher(project, config)
     student = torch.nn.Conv2d(1, 2, 1)
-    teachers = build_teachers(config.teachers, project, pool, student, config, torch.device("cpu"))
+    assert config.active_teachers == ("mean", "shape")
+    teachers = build_teachers(
+        config.active_teachers, project, pool, student, config, torch.device("cpu")
+    )
     # One annotated slice: nothing to interpolate, only the mean teacher remains.
     assert [t.name for t in teachers] == ["mean"]
 
@@ -160,16 +178,16 @@ def test_build_teachers_leaves_out_those_with_nothing_to_teach():
     ("changes", "message"),
     [
         ({"method": "mean-teacher"}, "unknown method 'mean-teacher'"),
-        ({"foundation_model": "sam_vit_z"}, "unknown foundation model 'sam_vit_z'"),
-        ({"shape_range_mm": 0.0}, "shape_margin_mm and shape_range_mm must be positive"),
-        ({"sam_slices": 0}, "sam_refresh and sam_slices must be at least 1"),
+        ({"foundation": {"model": "sam_vit_z"}}, "unknown foundation model 'sam_vit_z'"),
+        ({"shape": {"range_mm": 0.0}}, "shape.margin_mm and shape.range_mm must be positive"),
+        ({"sam": {"slices": 0}}, "sam.refresh and sam.slices must be at least 1"),
     ],
 )
 def test_teacher_settings_are_checked(changes, message):
     from napari_ssseg.errors import SsSegError
 
-    with pytest.raises(SsSegError, match=message):
-        TrainConfig(**changes)
+    with pytest.raises(SsSegError, match=re.escape(message)):
+        TrainConfig.from_dict(changes)
 
 
 def test_interleaved_takes_volumes_in_turn_each_from_its_middle():

@@ -16,9 +16,10 @@ from napari_ssseg.errors import TrainingCancelled
 from napari_ssseg.inference.predict import predict_volume
 from napari_ssseg.io.nifti import read_labels, read_volume
 from napari_ssseg.model_store import load_model, save_model
-from napari_ssseg.pipeline import train_model
 from napari_ssseg.sample_data import load_sample
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.values import merged
+from napari_ssseg.tasks.train import train_model
 from tests.conftest import TINY_CLI_CONFIG, synthetic_case, write_nifti
 
 # Liver on the 122 x 101 x 30 CT sample, 4 revealed slices, 150 steps at 64 px.
@@ -38,19 +39,31 @@ def liver_case():
     return volume, reference, annotated
 
 
+QUICK = {
+    "seed": 3,
+    "student": {"image_size": 64, "channels": [8, 16, 32, 64]},
+    "budget": {"max_iters": 150},
+    "batch": {"size": 4, "unlabelled": 2, "target_cache": 16},
+    "prediction": {"passes": 4},
+}
+
+TINY = {
+    "method": "mt",
+    "student": {"image_size": 32, "channels": [8, 16]},
+    "budget": {"max_iters": 4, "teacher_start": 0.5, "gate_dice": 0.0},
+    "prediction": {"passes": 1},
+}
+"""Four steps of the mean teacher on a small network; the teacher from step 2."""
+
+
 def quick_config(**changes) -> TrainConfig:
-    values = dict(
-        image_size=64,
-        channels=(8, 16, 32, 64),
-        max_iters=150,
-        batch_size=4,
-        unlabelled_batch_size=2,
-        teacher_cache=16,
-        inference_passes=4,
-        seed=3,
-    )
-    values.update(changes)
-    return TrainConfig(**values)
+    """The settings of a short run on the sample, ``changes`` (by section) written over."""
+    return TrainConfig.from_dict(merged(QUICK, changes))
+
+
+def tiny_config(**changes) -> TrainConfig:
+    """:data:`TINY` with ``changes`` (by section) written over."""
+    return TrainConfig.from_dict(merged(TINY, changes))
 
 
 @pytest.mark.slow
@@ -81,11 +94,12 @@ def test_training_on_sample_beats_floor_on_held_out_slices(liver_case, method, t
 def test_same_seed_same_result_on_cpu(liver_case):
     volume, _, _ = liver_case
     project = Project([volume], ["liver"])
-    config = quick_config(method="ssl", max_iters=25, teacher_refresh=10)
+    short = {"method": "ssl", "budget": {"max_iters": 25}}
+    config = quick_config(**short, batch={"target_refresh": 10})
     first = train_model(project, config).state_dict
     second = train_model(project, config).state_dict
     assert all(torch.equal(first[k], second[k]) for k in first)
-    other = train_model(project, quick_config(method="ssl", max_iters=25, seed=4)).state_dict
+    other = train_model(project, quick_config(**short, seed=4)).state_dict
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
@@ -105,21 +119,15 @@ def test_unlabelled_slices_take_places_in_the_batch_once_teachers_start(liver_ca
 
     monkeypatch.setattr(loop, "_draw", counting_draw)
     project = Project([volume], ["liver"])
-    tiny = dict(
-        image_size=32, channels=(8, 16), max_iters=4, inference_passes=1, teacher_gate_dice=0.0
-    )
     # The mean teacher starts halfway: steps 0 and 1 are supervised, 2 and 3 share the batch.
-    loop.train(project, TrainConfig(method="mt", ssl_start=0.5, unlabelled_batch_size=1, **tiny))
+    loop.train(project, tiny_config(batch={"unlabelled": 1}))
     assert labelled == [4, 4, 3, 3]
     labelled.clear()
-    loop.train(project, TrainConfig(method="mt", ssl_start=0.5, share_batch=False, **tiny))
+    loop.train(project, tiny_config(batch={"share": False}))
     assert labelled == [4, 4, 4, 4]
     labelled.clear()
     # At least one labelled slice stays.
-    loop.train(
-        project,
-        TrainConfig(method="mt", ssl_start=0.5, batch_size=2, unlabelled_batch_size=3, **tiny),
-    )
+    loop.train(project, tiny_config(batch={"size": 2, "unlabelled": 3}))
     assert labelled == [2, 2, 1, 1]
 
 
@@ -136,19 +144,10 @@ def test_strong_view_perturbs_only_the_students_unannotated_slices(liver_case, m
 
     monkeypatch.setattr(loop, "perturb_batch", recording_perturb)
     project = Project([volume], ["liver"])
-    tiny = dict(
-        method="mt",
-        ssl_start=0.5,
-        image_size=32,
-        channels=(8, 16),
-        max_iters=4,
-        inference_passes=1,
-        teacher_gate_dice=0.0,
-        unlabelled_batch_size=1,
-    )
-    plain = loop.train(project, TrainConfig(**tiny)).state_dict
+    plain = loop.train(project, tiny_config(batch={"unlabelled": 1})).state_dict
     assert perturbed == []
-    strong = loop.train(project, TrainConfig(strong_view=True, **tiny)).state_dict
+    strong = loop.train(project, tiny_config(batch={"unlabelled": 1, "strong_view": True}))
+    strong = strong.state_dict
     # Steps 2 and 3 have the teacher: one unannotated slice each, never the labelled three.
     assert perturbed == [(1, 1, 32, 32), (1, 1, 32, 32)]
     assert not all(torch.equal(plain[k], strong[k]) for k in plain)
@@ -168,14 +167,8 @@ def test_teachers_wait_until_the_student_reproduces_every_annotated_class(liver_
 
     monkeypatch.setattr(loop, "_class_agreement", scripted_agreement)
     project = Project([volume], ["liver"])
-    config = TrainConfig(
-        method="mt",
-        ssl_start=0.0,
-        teacher_gate_dice=0.8,
-        image_size=32,
-        channels=(8, 16),
-        max_iters=30,
-        agreement_every=0,
+    config = tiny_config(
+        agreement_every=0, budget={"max_iters": 30, "teacher_start": 0.0, "gate_dice": 0.8}
     )
     reports: list = []
     result = loop.train(project, config, on_progress=reports.append, report_every=1)
@@ -197,13 +190,14 @@ def test_a_warm_started_run_has_its_teachers_from_the_first_step(liver_case):
 
     volume, _, _ = liver_case
     project = Project([volume], ["liver"])
-    config = quick_config(method="ssl", max_iters=20, teacher_gate_dice=0.0)
+    config = quick_config(method="ssl", budget={"max_iters": 20, "gate_dice": 0.0})
     cold = loop.train(project, config)
-    assert cold.teachers_from == 10  # ssl_start 0.5 of 20 steps
+    assert cold.teachers_from == 10  # budget.teacher_start 0.5 of 20 steps
     warm = loop.train(project, config, init_state=cold.state_dict)
     assert warm.teachers_from == 0
-    assert loop.teacher_settings(config, None) is config
-    assert (config.ssl_start, config.shape_start) == (0.5, 0.5)  # the run's own, unchanged
+    assert config.budget.teachers_from(warm_start=False) == 0.5
+    assert config.budget.teachers_from(warm_start=True) == 0.0
+    assert config.budget.teacher_start == 0.5  # the run's own, unchanged
 
 
 def test_cancel_before_first_step_raises(liver_case):
@@ -229,7 +223,7 @@ def test_progress_reports_agreement_with_the_labels_on_annotated_slices(liver_ca
     reports: list = []
     train_model(
         Project([volume], ["liver"]),
-        quick_config(max_iters=40, agreement_every=20),
+        quick_config(agreement_every=20, budget={"max_iters": 40}),
         on_progress=reports.append,
     )
     agreement = {r.iteration: r.losses["agreement"] for r in reports if "agreement" in r.losses}

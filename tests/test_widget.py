@@ -13,10 +13,15 @@ from napari_ssseg.io.nifti import read_volume
 from napari_ssseg.io.volume import Volume
 from napari_ssseg.project_store import load_project
 from napari_ssseg.runner import LocalRunner, RunResult, VolumeResult
-from napari_ssseg.training.config import TrainConfig
+from napari_ssseg.settings import TrainConfig
+from napari_ssseg.settings.values import merged
 from napari_ssseg.widgets.session import AnnotationSession, parse_class_names
 
-TINY = {"image_size": 64, "channels": [8, 16, 32], "max_iters": 30, "inference_passes": 2}
+TINY = {
+    "student": {"image_size": 64, "channels": [8, 16, 32]},
+    "budget": {"max_iters": 30},
+    "prediction": {"passes": 2},
+}
 LIVER = 5  # the sample's label id of the liver
 REVEALED = (8, 15, 22)
 
@@ -62,7 +67,7 @@ def test_session_agreement_compares_old_and_new_predictions_on_accepted_slices(t
     session = small_session()
     session.accept(2)
     session.labels[2, 2, 2] = 0  # the user corrects one of the four accepted pixels
-    job = session.job({"image_size": 32}, tmp_path / "model")
+    job = session.job(TrainConfig.from_dict({"student": {"image_size": 32}}), tmp_path / "model")
     assert job.volumes[0].probe_slices == [2] and job.init_model_dir is None
 
     new_raw = np.zeros((1, 6, 5), np.int16)
@@ -81,16 +86,16 @@ def test_session_agreement_compares_old_and_new_predictions_on_accepted_slices(t
 
 def test_session_warm_starts_only_a_model_of_the_same_architecture(tmp_path):
     from napari_ssseg.model_store import TrainedModel, save_model
-    from napari_ssseg.networks.unet import build_unet
-    from napari_ssseg.training.config import TrainConfig
+    from napari_ssseg.networks.unet import unet_for
 
-    config = TrainConfig(image_size=32, channels=(4, 8, 16))
-    state = build_unet(1, 1, config.channels).state_dict()
+    config = TrainConfig.from_dict({"student": {"image_size": 32, "channels": [4, 8, 16]}})
+    state = unet_for(config.student, 1).state_dict()
     session = small_session()
     session.model_dir = save_model(TrainedModel(state, config, ["organ"]), tmp_path / "model")
-    same = {"image_size": 64, "channels": [4, 8, 16]}
+    same = TrainConfig.from_dict({"student": {"image_size": 64, "channels": [4, 8, 16]}})
     assert session.job(same, tmp_path / "next").init_model_dir == tmp_path / "model"
-    other = {"image_size": 64}  # the default channels differ from the saved model's
+    # The default channels differ from the saved model's.
+    other = TrainConfig.from_dict({"student": {"image_size": 64}})
     assert session.job(other, tmp_path / "next").init_model_dir is None
     session.class_names = ["organ", "vessel"]
     assert session.job(same, tmp_path / "next").init_model_dir is None
@@ -246,7 +251,7 @@ def test_cancel_stops_training_and_leaves_labels(ct_widget, qtbot):
     viewer, widget = ct_widget
     labels = reveal_liver(viewer, widget)
     kept = labels.data.copy()
-    widget.config_overrides = TINY | {"max_iters": 1_000_000}
+    widget.config_overrides = merged(TINY, {"budget": {"max_iters": 1_000_000}})
     widget.budget_spin.setValue(600)
     qtbot.mouseClick(widget.train_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bool(widget.loss_plot.losses), timeout=120_000)
@@ -281,38 +286,83 @@ def test_error_is_shown_and_labels_stay(ct_widget, qtbot, monkeypatch):
 
 
 @pytest.mark.gui
+def test_method_combo_offers_main_methods_then_the_advanced_presets(ct_widget):
+    from qtpy.QtCore import Qt
+
+    from napari_ssseg.settings.presets import DEFAULT_METHOD, PRESETS, offered_methods
+    from napari_ssseg.widgets.training_settings import ADVANCED_HEADER
+
+    _, widget = ct_widget
+    combo = widget.method_combo
+    main, advanced = offered_methods()
+    assert main == ["ssl"] and set(advanced) == set(PRESETS) - {"ssl"}
+    items = [combo.itemText(i) for i in range(combo.count())]
+    header = items.index(ADVANCED_HEADER)
+    # The main choices, a separator, the header (not selectable), then the advanced ones.
+    assert items[: len(main)] == main and items[len(main)] == ""
+    assert header == len(main) + 1 and items[header + 1 :] == advanced
+    assert not combo.model().item(header).isEnabled()
+    assert all(combo.model().item(i).isEnabled() for i in range(header + 1, combo.count()))
+    assert combo.currentText() == DEFAULT_METHOD
+    combo.setCurrentText("uncol")
+    assert widget.training_config().method == "uncol"
+    assert PRESETS["uncol"].summary in widget.settings.method_note.text()
+    tip = combo.itemData(items.index("uncol"), Qt.ItemDataRole.ToolTipRole)
+    assert tip == f"{PRESETS['uncol'].summary}: {PRESETS['uncol'].measured}"
+    # Foundation model, refinement, pretraining, distillation and the cluster sit under
+    # Advanced.
+    box = widget.settings.advanced_box
+    for control in (
+        widget.foundation_combo,
+        widget.checkpoint_edit,
+        widget.refine_combo,
+        widget.pretrain_check,
+        widget.distill_check,
+        widget.cluster_edit,
+        widget.workers_spin,
+    ):
+        assert box.isAncestorOf(control)
+    assert not box.isAncestorOf(combo) and not box.isAncestorOf(widget.budget_spin)
+
+
+@pytest.mark.gui
 def test_foundation_model_and_checkpoint_reach_the_training_settings(ct_widget, tmp_path):
     _, widget = ct_widget
     widget.config_overrides = {}
-    values = widget.training_config()
-    assert values["foundation_model"] == "litemedsam"
-    assert values["foundation_checkpoint"] is None
+    config = widget.training_config()
+    assert config.foundation.model == "litemedsam"
+    assert config.foundation.checkpoint is None
     widget.foundation_combo.setCurrentText("sam_vit_b")
     widget.checkpoint_edit.setText(f"  {tmp_path / 'sam_vit_b.pth'} ")
-    values = widget.training_config()
-    assert values["foundation_model"] == "sam_vit_b"
-    assert values["foundation_checkpoint"] == str(tmp_path / "sam_vit_b.pth")
-    assert values["refine"] is None  # left to the method
+    config = widget.training_config()
+    assert config.foundation.model == "sam_vit_b"
+    assert config.foundation.checkpoint == str(tmp_path / "sam_vit_b.pth")
+    assert config.prediction.refine is None  # left to the method
     widget.refine_combo.setCurrentText("auto")
-    assert widget.training_config()["refine"] == "auto"
-    TrainConfig.from_dict(widget.training_config())  # a valid training setting
+    assert widget.training_config().prediction.refine == "auto"
+    # The time budget is the spin box's; overrides by section keep the rest of a section.
+    widget.budget_spin.setValue(90)
+    widget.config_overrides = {"budget": {"max_iters": 7}}
+    assert widget.training_config().budget.max_time == 90.0
+    assert widget.training_config().budget.max_iters == 7
+    widget.config_overrides = {}
     # Pretraining while labelling: off by default, the benchmark's 200 steps when on.
-    assert widget.training_config()["pretrain_steps"] == 0
+    assert widget.training_config().features.pretrain_steps == 0
     widget.pretrain_check.setChecked(True)
-    assert widget.training_config()["pretrain_steps"] == 200
-    assert TrainConfig.from_dict(widget.training_config()).uses_feature_bank
+    assert widget.training_config().features.pretrain_steps == 200
+    assert widget.training_config().uses_feature_bank
     # Distillation during training: follows the preset (ssl does not distil, uncol does)
     # until ticked or unticked, and stays a valid setting either way.
     assert not widget.distill_check.isChecked()
-    assert widget.training_config()["distill_weight"] == 0.0
+    assert widget.training_config().features.distill_weight == 0.0
     widget.method_combo.setCurrentText("uncol")
     assert widget.distill_check.isChecked()
-    assert TrainConfig.from_dict(widget.training_config()).part("distill_weight") == 1.0
+    assert widget.training_config().feature_weight("distill") == 1.0
     widget.distill_check.setChecked(False)
-    assert TrainConfig.from_dict(widget.training_config()).part("distill_weight") == 0.0
+    assert widget.training_config().feature_weight("distill") == 0.0
     widget.method_combo.setCurrentText("ssl")
     widget.distill_check.setChecked(True)
-    config = TrainConfig.from_dict(widget.training_config())
+    config = widget.training_config()
     assert config.method == "ssl" and config.uses_feature_terms
 
 
@@ -430,13 +480,15 @@ def test_foundation_teacher_trains_from_the_widget(ct_widget, qtbot, tmp_path):
     background while the user labels, and the run then finds every embedding it needs."""
     viewer, widget = ct_widget
     reveal_liver(viewer, widget)
-    widget.config_overrides = TINY | {
-        "sam_slices": 2,
-        "sam_refresh": 10,
-        "embedding_cache": str(tmp_path / "embeddings"),
-        "ssl_start": 0.1,
-        "teacher_gate_dice": 0.0,  # 30 steps teach the liver only roughly
-    }
+    widget.config_overrides = merged(
+        TINY,
+        {
+            "sam": {"slices": 2, "refresh": 10},
+            "foundation": {"embedding_cache": str(tmp_path / "embeddings")},
+            # 30 steps teach the liver only roughly: no gate.
+            "budget": {"teacher_start": 0.1, "gate_dice": 0.0},
+        },
+    )
     widget.method_combo.setCurrentText("sc-sam")
     widget.budget_spin.setValue(600)  # the 30 steps, not the clock, end the run
     depth = viewer.layers["example_ct_sm"].data.shape[0]
@@ -467,10 +519,13 @@ def test_pretraining_while_labelling_reaches_the_run(ct_widget, qtbot, tmp_path)
     network on them; Train then starts from that network instead of pretraining itself."""
     viewer, widget = ct_widget
     reveal_liver(viewer, widget)
-    widget.config_overrides = TINY | {
-        "pretrain_steps": 6,  # the tick's 200 steps, made small
-        "embedding_cache": str(tmp_path / "embeddings"),
-    }
+    widget.config_overrides = merged(
+        TINY,
+        {
+            "features": {"pretrain_steps": 6},  # the tick's 200 steps, made small
+            "foundation": {"embedding_cache": str(tmp_path / "embeddings")},
+        },
+    )
     widget.budget_spin.setValue(600)  # the steps, not the clock, end the run
     widget.pretrain_check.setChecked(True)
     qtbot.waitUntil(lambda: "network pretrained" in widget.embedding_label.text(), timeout=240_000)

@@ -162,7 +162,9 @@ class PeakMemory:
             self._sampled = max(self._sampled, now)
         high_water = peak_rss_mib()
         self.exact = high_water > self._high_water
-        self.peak_mib = high_water if self.exact else self._sampled
+        # The kernel updates the high-water mark lazily: it may lag the RSS read from /proc
+        # by a fraction of a MiB, so the peak is never taken below a sample (or the start).
+        self.peak_mib = max(high_water, self._sampled) if self.exact else self._sampled
 
     def as_dict(self) -> dict:
         """JSON fields: ``peak_rss_mib``, ``rss_before_mib``, ``peak_rss_exact``."""

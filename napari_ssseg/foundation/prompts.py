@@ -152,3 +152,25 @@ def prompts_per_class(
         raise InputError("prompts_per_class takes an integer seed (one generator per class)")
     chosen = list(range(1, probabilities.shape[0])) if classes is None else classes
     return {c: prompts_from_mask(probabilities[c], seed=seed + c, **kwargs) for c in chosen}
+
+
+def class_prompts(
+    labels: np.ndarray,
+    num_classes: int,
+    transform: SliceTransform,
+    points: int = 0,
+    seed: int = 0,
+) -> tuple[list[PromptSet], list[int]]:
+    """The prompt of each class 1..``num_classes`` present in ``labels`` (H, W): its box and
+    ``points`` positive and ``points`` negative points (:func:`prompts_from_mask`), in
+    ``transform``'s encoder frame; and the classes they belong to."""
+    prompts, classes = [], []
+    for c in range(1, num_classes + 1):
+        mask = (labels == c).astype(np.float32)
+        prompt = prompts_from_mask(
+            mask, n_positive=points, n_negative=points, transform=transform, seed=seed
+        )
+        if prompt is not None:
+            prompts.append(prompt)
+            classes.append(c)
+    return prompts, classes

@@ -46,6 +46,7 @@ import torch
 from napari_ssseg.annotation import AnnotatedVolume, slice_index
 from napari_ssseg.data.intensity import apply_intensity, intensity_transform
 from napari_ssseg.errors import InputError
+from napari_ssseg.foundation.prompts import class_prompts
 from napari_ssseg.settings import TrainConfig
 from napari_ssseg.settings.prediction import REFINE_MODES, FoundationSettings
 from napari_ssseg.settings.student import IntensityConfig
@@ -267,22 +268,10 @@ class SliceRefiner:
         """
         from napari_ssseg.foundation.embedding_cache import embed_slices
         from napari_ssseg.foundation.mask_labels import labels_from_mask_logits
-        from napari_ssseg.foundation.prompts import prompts_from_mask
 
         transform = self.backend.slice_transform(image.shape)
         points = 3 if self.use_points else 0
-        prompts, classes = [], []
-        for c in range(1, self.num_classes + 1):
-            prompt = prompts_from_mask(
-                (labels == c).astype(np.float32),
-                n_positive=points,
-                n_negative=points,
-                transform=transform,
-                seed=self.seed + z,
-            )
-            if prompt is not None:
-                prompts.append(prompt)
-                classes.append(c)
+        prompts, classes = class_prompts(labels, self.num_classes, transform, points, self.seed + z)
         if not prompts:
             return np.zeros(labels.shape, np.int16)
         embedding, _ = embed_slices(self.backend, [image], self.cache)

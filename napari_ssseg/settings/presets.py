@@ -51,17 +51,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "unet": Preset(
-        (),
-        summary="the U-Net on the labelled slices alone (the baseline)",
-        measured="below ssl on every benchmark",
-    ),
-    "mt": Preset(
-        ("mean",),
-        summary="unet plus the uncertainty-aware mean teacher",
-        measured="ablation of ssl",
-    ),
-    "shape": Preset(("shape",), summary="unet plus shape continuity", measured="ablation of ssl"),
+    "unet": Preset((), summary="the U-Net on the labelled slices alone", measured="the baseline"),
+    "mt": Preset(("mean",), summary="unet with the mean teacher", measured="an ablation of ssl"),
+    "shape": Preset(("shape",), summary="unet with shape continuity", measured="an ablation"),
     "ssl": Preset(
         ("mean", "shape"),
         parts={"cutmix": MULTI_CLASS},
@@ -69,31 +61,30 @@ PRESETS: dict[str, Preset] = {
         advanced=False,
         summary="mean teacher and shape continuity; with two classes or more also CutMix "
         "and refinement by the foundation model",
-        measured="the default: ahead of unet, interpolation and the foundation model alone "
-        "on both benchmark sets",
+        measured="the default: ahead of unet, interpolation and the foundation model alone",
     ),
     "sc-sam": Preset(
         ("sam",),
         summary="the foundation model prompted by the U-Net, its decoder tuned (SC-SAM)",
-        measured="ties ssl at equal steps on ACDC, loses in a fixed CPU time",
+        measured="in 120 s on a CPU below ssl: LA 83.4 against 91.7, ACDC 84.4 against 85.5",
     ),
     "curriculum": Preset(
         ("self",),
         summary="whole-volume pseudo-labels admitted by confidence",
-        measured="loses to ssl in a fixed CPU time",
+        measured="on a CPU about unet's Dice, below ssl",
     ),
     "uncol": Preset(
         ("fused",),
         parts={"distill": True},
-        summary="UnCoL: mean teacher and "
-        "foundation model fused by uncertainty, with feature distillation",
-        measured="loses to ssl in a fixed CPU time",
+        summary="UnCoL: mean teacher and foundation model fused by uncertainty, with feature "
+        "distillation",
+        measured="in 120 s on a CPU below ssl: LA 70.3 against 91.7, ACDC 70.3 against 85.5",
     ),
     "full": Preset(
         ("fused", "shape", "self"),
         parts={"distill": True, "prototype": True, "cutmix": True},
         summary="every teacher and part",
-        measured="loses to ssl in a fixed CPU time",
+        measured="in 120 s on a CPU below ssl: LA 58.8 against 91.7, ACDC 67.9 against 85.5",
     ),
 }
 """The methods, by name (the dock and the command line offer these)."""

@@ -47,6 +47,7 @@ from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.foundation.backend import FoundationBackend
 from napari_ssseg.foundation.embedding_cache import EmbeddingCache
 from napari_ssseg.foundation.loading import volume_slices
+from napari_ssseg.foundation.prompts import class_prompts
 from napari_ssseg.settings.student import IntensityConfig
 from napari_ssseg.settings.teachers import SamSettings
 from napari_ssseg.training.losses import weighted_pseudo_label_loss
@@ -265,7 +266,6 @@ class SamTeacher(Teacher):
         """(K + 1, S, S) target for one slice from the student's (K, S, S) probabilities,
         or None when the student predicts no foreground there."""
         from napari_ssseg.foundation.mask_labels import nested_class_probabilities
-        from napari_ssseg.foundation.prompts import prompts_from_mask
 
         v, z = ref
         grid = self.pool.volumes[v].grid
@@ -273,18 +273,10 @@ class SamTeacher(Teacher):
         labels = source_prob.argmax(axis=0)
         image = self.sources[v][z]
         transform = self.backend.slice_transform(image.shape)
-        prompts, classes = [], []
-        for c in range(1, self.num_classes):
-            prompt = prompts_from_mask(
-                (labels == c).astype(np.float32),
-                n_positive=3 if self.use_points else 0,
-                n_negative=3 if self.use_points else 0,
-                transform=transform,
-                seed=self.seed + z,
-            )
-            if prompt is not None:
-                prompts.append(prompt)
-                classes.append(c)
+        points = 3 if self.use_points else 0
+        prompts, classes = class_prompts(
+            labels, self.num_classes - 1, transform, points, self.seed + z
+        )
         if not prompts:
             return None
         embedding = self.embedding(image)
@@ -379,7 +371,7 @@ class _DecoderTuner:
         teacher = self.teacher
         image = teacher.sources[v][z]
         transform = teacher.backend.slice_transform(image.shape)
-        prompts, classes = label_box_prompts(labels, teacher.num_classes, transform)
+        prompts, classes = class_prompts(labels, teacher.num_classes - 1, transform)
         masks = [torch.from_numpy((labels == c).astype(np.float32)) for c in classes]
         if not prompts:
             return torch.zeros(())
@@ -391,18 +383,3 @@ class _DecoderTuner:
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
         dice = DiceLoss(sigmoid=True)(logits, target)
         return bce + dice
-
-
-def label_box_prompts(labels: np.ndarray, num_classes: int, transform) -> tuple[list, list[int]]:
-    """The box prompt of each class 1..K-1 present in ``labels`` (H, W), in ``transform``'s
-    encoder input frame, and the classes they belong to."""
-    from napari_ssseg.foundation.prompts import prompts_from_mask
-
-    prompts, classes = [], []
-    for c in range(1, num_classes):
-        mask = (labels == c).astype(np.float32)
-        prompt = prompts_from_mask(mask, n_positive=0, n_negative=0, transform=transform)
-        if prompt is not None:
-            prompts.append(prompt)
-            classes.append(c)
-    return prompts, classes

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from napari_ssseg.data.pool import SlicePool
 from napari_ssseg.data.slices import SliceRef
 from napari_ssseg.networks.uncertainty import mc_dropout_probs, normalised_entropy
 from napari_ssseg.settings.teachers import MeanSettings
 from napari_ssseg.training.losses import gated_consistency_loss
 from napari_ssseg.training.teachers.base import (
     EmaTeacher,
-    TeacherSchedule,
     gate_threshold,
     predict_slices,
 )
@@ -21,17 +19,7 @@ class MeanTeacher(EmaTeacher):
     """EMA teacher with MC-dropout uncertainty (UA-MT)."""
 
     name = "mean"
-
-    def __init__(
-        self,
-        student: torch.nn.Module,
-        pool: SlicePool,
-        settings: MeanSettings,
-        schedule: TeacherSchedule,
-        device: torch.device,
-    ):
-        super().__init__(student, pool, settings, schedule, device)
-        self.settings: MeanSettings = settings
+    settings: MeanSettings
 
     def covers(self) -> list[SliceRef]:
         return list(self.pool.unlabelled)

@@ -984,7 +984,7 @@ CLI_CASES = [
     BadInput(
         "cli-checkpoint-wrong-hash",
         "cli",
-        "train --method sc-sam with a foundation_checkpoint of other bytes",
+        "train --method sc-sam with a foundation.checkpoint of other bytes",
         _sam_bad_checkpoint,
         CliFailure,
         r"lite_medsam\.pth: SHA-256 mismatch for litemedsam",

@@ -304,9 +304,13 @@ def test_method_combo_offers_main_methods_then_the_advanced_presets(ct_widget):
     assert not combo.model().item(header).isEnabled()
     assert all(combo.model().item(i).isEnabled() for i in range(header + 1, combo.count()))
     assert combo.currentText() == DEFAULT_METHOD
+    assert not widget.settings.method_note.isVisibleTo(widget.settings)
     combo.setCurrentText("uncol")
+    assert widget.settings.method_note.isVisibleTo(widget.settings)
     assert widget.training_config().method == "uncol"
-    assert PRESETS["uncol"].summary in widget.settings.method_note.text()
+    # Under the combo what the chosen method measured; its summary as the combo's tooltip.
+    assert PRESETS["uncol"].measured[1:] in widget.settings.method_note.text()
+    assert PRESETS["uncol"].summary in combo.toolTip()
     tip = combo.itemData(items.index("uncol"), Qt.ItemDataRole.ToolTipRole)
     assert tip == f"{PRESETS['uncol'].summary}: {PRESETS['uncol'].measured}"
     # Foundation model, refinement, pretraining, distillation and the cluster sit under
@@ -323,6 +327,10 @@ def test_method_combo_offers_main_methods_then_the_advanced_presets(ct_widget):
     ):
         assert box.isAncestorOf(control)
     assert not box.isAncestorOf(combo) and not box.isAncestorOf(widget.budget_spin)
+    # Folded away until opened.
+    assert not box.isVisibleTo(widget.settings)
+    widget.settings.advanced_toggle.setChecked(True)
+    assert box.isVisibleTo(widget.settings)
 
 
 @pytest.mark.gui

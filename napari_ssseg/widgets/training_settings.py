@@ -14,10 +14,10 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
     QLabel,
     QLineEdit,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -101,10 +101,19 @@ class TrainingSettings(QWidget):
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Method", self.method_combo)
-        form.addRow("", self.method_note)
+        form.addRow(self.method_note)
         form.addRow("Time budget", self.budget_spin)
         form.addRow("Device", self.device_combo)
-        self.advanced_box = QGroupBox("Advanced")
+        # Folded away until opened, so the main choices fit the dock; what it holds applies
+        # either way.
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        self.advanced_box = QWidget()
+        self.advanced_box.setVisible(False)
         more = QFormLayout(self.advanced_box)
         more.addRow("Foundation model", self.foundation_combo)
         more.addRow("Checkpoint", self.checkpoint_edit)
@@ -116,6 +125,7 @@ class TrainingSettings(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced_box)
 
     def values(self) -> dict[str, Any]:
@@ -137,12 +147,20 @@ class TrainingSettings(QWidget):
         }
 
     def _follow_method(self, method: str) -> None:
-        """Say what the method is and measured; tick "Distil" as its preset does."""
+        """Say what the method is and, for an Advanced one, what it measured; tick "Distil"
+        as its preset does."""
         preset = PRESETS.get(method)
         if preset is None:
             return
-        self.method_note.setText(f"{preset.summary}. {preset.measured.capitalize()}.")
+        self.method_note.setText(f"{preset.measured[:1].upper()}{preset.measured[1:]}.")
+        self.method_note.setVisible(preset.advanced)
+        self.method_combo.setToolTip(f"{method}: {preset.summary}")
         self.distill_check.setChecked(TrainConfig(method=method).feature_weight("distill") > 0)
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced_box.setVisible(shown)
+        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        self.advanced_toggle.setArrowType(arrow)
 
     def cluster(self) -> tuple[str | None, int]:
         """(Ray cluster address or None for this machine, training workers)."""

@@ -22,7 +22,7 @@ from napari_ssseg.settings.parts import CutMixSettings, FeatureSettings
 from napari_ssseg.settings.prediction import FoundationSettings, PredictionSettings
 from napari_ssseg.settings.presets import (
     DEFAULT_METHOD,
-    FOUNDATION_TEACHERS,
+    FOUNDATION_TEACHER,
     PRESETS,
     TEACHERS,
     on_for,
@@ -128,9 +128,8 @@ class TrainConfig:
         """Whether a teacher of the run (or a member of its fused teacher) is the foundation
         model."""
         teachers = self.active_teachers
-        if "fused" in teachers and self.fused.uses_foundation_model():
-            return True
-        return any(t in FOUNDATION_TEACHERS and t != "fused" for t in teachers)
+        fused = "fused" in teachers and self.fused.uses_foundation_model()
+        return FOUNDATION_TEACHER in teachers or fused
 
     def feature_weight(self, part: str) -> float:
         """The weight of ``distill`` or ``prototype`` for this run: the one set, else the
@@ -187,22 +186,15 @@ class TrainConfig:
         versions); unknown keys and wrong types are refused by name."""
         if not isinstance(values, dict):
             raise SsSegError(f"training settings must be an object, not {type(values).__name__}")
-        if legacy.is_flat(values):
-            values = legacy.nested(values)
-        return section_from_dict(cls, values)
+        return section_from_dict(cls, legacy.read(values))
 
     def with_values(self, changes: dict[str, Any]) -> TrainConfig:
         """A copy with ``changes`` (JSON values, nested by section) written over these."""
-        if legacy.is_flat(changes):
-            changes = legacy.nested(changes)
-        return TrainConfig.from_dict(merged(self.to_dict(), changes))
+        return TrainConfig.from_dict(merged(self.to_dict(), legacy.read(changes)))
 
     @classmethod
     def for_method(cls, name: str, values: dict[str, Any] | None = None) -> TrainConfig:
         """The settings ``values`` (default: none) with the method ``name`` and what its
         switches write (``ssl+sam``: ssl's teachers and the foundation teacher); the
         switches win over ``values``."""
-        base = values or {}
-        if legacy.is_flat(base):
-            base = legacy.nested(base)
-        return cls.from_dict(merged(base, parse_method(name).values()))
+        return cls.from_dict(merged(legacy.read(values or {}), parse_method(name).values()))

@@ -147,3 +147,8 @@ def nested(values: dict[str, Any]) -> dict[str, Any]:
         gone = ", ".join(t for t in teachers if t in REMOVED_TEACHERS)
         raise SsSegError(f"teacher {gone} was removed (it lost on the benchmarks)")
     return out
+
+
+def read(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` by section: as they are, or moved there from the flat layout."""
+    return nested(values) if is_flat(values) else values

@@ -22,8 +22,8 @@ TEACHERS: tuple[str, ...] = ("mean", "shape", "self", "sam", "fused")
 """Every teacher a run can train with (``training/teachers``): the mean teacher, shape
 continuity, the confidence curriculum, the foundation model, and UnCoL's fused teacher."""
 
-FOUNDATION_TEACHERS = ("sam", "fused")
-"""Teachers that load the foundation model (the fused teacher's members include it)."""
+FOUNDATION_TEACHER = "sam"
+"""The teacher that is the foundation model (the fused teacher may hold it as a member)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from napari_ssseg.settings.presets import FOUNDATION_TEACHERS, TEACHERS
+from napari_ssseg.settings.presets import FOUNDATION_TEACHER, TEACHERS
 from napari_ssseg.settings.values import in_range, require
 
 
@@ -158,4 +158,4 @@ class FusedSettings:
         )
 
     def uses_foundation_model(self) -> bool:
-        return any(member in FOUNDATION_TEACHERS for member in self.members)
+        return FOUNDATION_TEACHER in self.members

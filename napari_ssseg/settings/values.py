@@ -76,8 +76,6 @@ def _value(name: str, value: Any, hint: Any) -> Any:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        if len(options) > 1 and isinstance(value, str) and str in options:
-            return value
         return _value(name, value, options[0])
     if dataclasses.is_dataclass(hint):
         return section_from_dict(hint, value, name)  # type: ignore[arg-type]

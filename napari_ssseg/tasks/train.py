@@ -85,7 +85,8 @@ def train_model(
     """
     say = notify or (lambda line: None)
     init_model = start_model(init, config, project)
-    if replica is None or replica.reports:
+    # Read from the annotated slices of every volume: only when someone listens.
+    if notify is not None and (replica is None or replica.reports):
         for warning in project.warnings(semi_supervised=bool(config.active_teachers)):
             say(f"warning: {warning}")
     if init_model is None and pretrained is None and config.features.pretrain_steps > 0:
